@@ -1,0 +1,294 @@
+"""The hub data model: model cards, the append-only registry, routing examples, experiences, streams.
+
+A model's row in the :class:`Registry` never changes once assigned; retiring a model masks its
+row and re-activating it unmasks it, so learned per-row state (vectors, indices) stays aligned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hubroute.errors import DataError, RegistryError
+
+ACTIVE = "active"
+RETIRED = "retired"
+_REGISTRY_HEADER = {"format": "hubroute.registry", "version": 1}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """One hub model.
+
+    ``text`` is what zero-shot routers read (description, functionality, name); ``extra`` keeps
+    any other metadata (framework, api_call, performance, source dataset).
+    """
+
+    model_id: str
+    family: str
+    domain: str
+    text: str = ""
+    created_at: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class RoutingExample:
+    """A labelled prompt: the gold model to run, with that model's domain and family."""
+
+    prompt: str
+    model_id: str
+    domain: str
+    family: str
+
+
+@dataclass
+class Experience:
+    """One step of hub growth: the cards it adds, its training and its evaluation examples."""
+
+    index: int
+    name: str
+    new_cards: list[ModelCard]
+    train: list[RoutingExample]
+    eval: list[RoutingExample]
+
+    @property
+    def model_ids(self) -> set[str]:
+        """Every model the experience's examples mention (new and recurring)."""
+        return {e.model_id for e in self.train} | {e.model_id for e in self.eval}
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for display: new models, train/eval examples, models and domains seen."""
+        return {
+            "index": self.index,
+            "name": self.name,
+            "new_models": len(self.new_cards),
+            "models": len(self.model_ids),
+            "train": len(self.train),
+            "eval": len(self.eval),
+            "domains": len({e.domain for e in self.train} | {e.domain for e in self.eval}),
+        }
+
+
+@dataclass
+class Stream:
+    """The ordered experiences of a benchmark, with a name and the protocol that built it."""
+
+    name: str
+    experiences: list[Experience]
+    protocol: str = "public"
+    notes: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Experience]:
+        return iter(self.experiences)
+
+    def __len__(self) -> int:
+        return len(self.experiences)
+
+    def __getitem__(self, i: int) -> Experience:
+        return self.experiences[i]
+
+    def all_cards(self) -> list[ModelCard]:
+        """Every card of the stream in registration order."""
+        return [c for e in self.experiences for c in e.new_cards]
+
+
+class Registry:
+    """Append-only ordered set of model cards with an active/retired mask.
+
+    Rows are assigned in insertion order and never reused. ``version`` increases on every
+    change so that caches keyed on the registry can notice.
+    """
+
+    def __init__(self, cards: Iterable[ModelCard] = ()):
+        self._cards: list[ModelCard] = []
+        self._row: dict[str, int] = {}
+        self._active = np.zeros(0, dtype=bool)
+        self.version = 0
+        self.add(cards)
+
+    # -- reading -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._cards)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._row
+
+    def __iter__(self) -> Iterator[ModelCard]:
+        return iter(self._cards)
+
+    @property
+    def cards(self) -> Sequence[ModelCard]:
+        """The cards in row order (read-only view)."""
+        return tuple(self._cards)
+
+    @property
+    def model_ids(self) -> list[str]:
+        """Model ids in row order."""
+        return [c.model_id for c in self._cards]
+
+    @property
+    def active_mask(self) -> np.ndarray:
+        """Boolean array, one entry a row, True where the model is routable (a copy)."""
+        return self._active.copy()
+
+    def n_active(self) -> int:
+        """Number of active models."""
+        return int(self._active.sum())
+
+    def row(self, model_id: str) -> int:
+        """Row index of ``model_id``; unknown ids raise :class:`RegistryError`."""
+        try:
+            return self._row[model_id]
+        except KeyError:
+            raise RegistryError(f"unknown model id {model_id!r}") from None
+
+    def rows(self, model_ids: Iterable[str]) -> np.ndarray:
+        """Row indices of several ids, as an int64 array."""
+        return np.fromiter((self.row(m) for m in model_ids), dtype=np.int64)
+
+    def card(self, model_id_or_row: str | int) -> ModelCard:
+        """The card of a model id or row index."""
+        if isinstance(model_id_or_row, (int, np.integer)):
+            return self._cards[int(model_id_or_row)]
+        return self._cards[self.row(model_id_or_row)]
+
+    def status(self, model_id: str) -> str:
+        """``"active"`` or ``"retired"``."""
+        return ACTIVE if self._active[self.row(model_id)] else RETIRED
+
+    def domains(self) -> list[str]:
+        """Domain of each row."""
+        return [c.domain for c in self._cards]
+
+    def families(self) -> list[str]:
+        """Family of each row."""
+        return [c.family for c in self._cards]
+
+    # -- changing ------------------------------------------------------------------------
+    def add(self, cards: Iterable[ModelCard], *, skip_existing: bool = False) -> list[int]:
+        """Append new cards; returns their rows.
+
+        A card whose id is already registered is an error, or is skipped (and its existing row
+        returned) when ``skip_existing`` is true. Nothing is added if any card is rejected.
+        """
+        cards = list(cards)
+        new: list[ModelCard] = []
+        seen: dict[str, int] = {}
+        rows: list[int] = []
+        for c in cards:
+            if not isinstance(c, ModelCard):
+                raise RegistryError(f"expected a ModelCard, got {type(c).__name__}")
+            if not c.model_id:
+                raise RegistryError("a model card needs a non-empty model_id")
+            if c.model_id in self._row:
+                if not skip_existing:
+                    raise RegistryError(f"model id {c.model_id!r} is already registered")
+                rows.append(self._row[c.model_id])
+                continue
+            if c.model_id in seen:
+                if not skip_existing:
+                    raise RegistryError(f"model id {c.model_id!r} appears twice in one batch")
+                rows.append(seen[c.model_id])
+                continue
+            seen[c.model_id] = len(self._cards) + len(new)
+            rows.append(seen[c.model_id])
+            new.append(c)
+        if new:
+            start = len(self._cards)
+            self._cards.extend(new)
+            for i, c in enumerate(new):
+                self._row[c.model_id] = start + i
+            self._active = np.concatenate([self._active, np.ones(len(new), dtype=bool)])
+            self.version += 1
+        return rows
+
+    def retire(self, model_ids: Iterable[str]) -> None:
+        """Mask models so they are never routed to; their rows stay. Unknown ids raise."""
+        rows = self.rows(list(model_ids))
+        self._active[rows] = False
+        self.version += 1
+
+    def activate(self, model_ids: Iterable[str]) -> None:
+        """Unmask retired models. Unknown ids raise."""
+        rows = self.rows(list(model_ids))
+        self._active[rows] = True
+        self.version += 1
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the registry as JSONL (a header line, then one card and status a line).
+
+        The file is written to a temporary name and renamed, so an existing registry file is
+        never left half-written.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(json.dumps(_REGISTRY_HEADER) + "\n")
+                for c, active in zip(self._cards, self._active, strict=True):
+                    row = c.to_dict()
+                    row["status"] = ACTIVE if active else RETIRED
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Registry:
+        """Read a file written by :meth:`save`; malformed lines raise :class:`DataError`."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError("registry file not found", path)
+        reg = cls()
+        cards: list[ModelCard] = []
+        retired: list[str] = []
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"invalid JSON ({e.msg})", path, lineno) from None
+                if lineno == 1:
+                    if row.get("format") != _REGISTRY_HEADER["format"]:
+                        raise DataError("not a hubroute registry file (bad header)", path, 1)
+                    continue
+                status = row.pop("status", ACTIVE)
+                if status not in (ACTIVE, RETIRED):
+                    raise DataError(f"unknown status {status!r}", path, lineno)
+                try:
+                    card = ModelCard.from_dict(row)
+                except TypeError as e:
+                    raise DataError(f"bad model card ({e})", path, lineno) from None
+                cards.append(card)
+                if status == RETIRED:
+                    retired.append(card.model_id)
+        try:
+            reg.add(cards)
+        except RegistryError as e:
+            raise DataError(str(e), path) from None
+        if retired:
+            reg.retire(retired)
+        return reg

@@ -1,0 +1,52 @@
+"""Routers: the shared contract, zero-shot retrieval routers, and lookup by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hubroute.errors import HubrouteError
+from hubroute.routers.base import RouteHit, Router, read_config
+from hubroute.routers.bm25 import BM25Router
+from hubroute.routers.dense import DenseCardRouter
+from hubroute.routers.hybrid import HybridRouter
+
+ROUTERS: dict[str, type[Router]] = {
+    BM25Router.kind: BM25Router,
+    DenseCardRouter.kind: DenseCardRouter,
+    HybridRouter.kind: HybridRouter,
+}
+
+
+def make_router(name: str, **params: Any) -> Router:
+    """A new router of kind ``name`` (see :data:`ROUTERS`) built with ``params``."""
+    try:
+        cls = ROUTERS[name]
+    except KeyError:
+        raise HubrouteError(f"unknown router {name!r}; choose one of {', '.join(sorted(ROUTERS))}") from None
+    try:
+        return cls(**params)
+    except TypeError as e:
+        raise HubrouteError(f"bad parameters for router {name!r}: {e}") from None
+
+
+def load_router(directory: str | Path) -> Router:
+    """A router saved with :meth:`Router.save`."""
+    directory = Path(directory)
+    config = read_config(directory)
+    name = config["router"]
+    if name not in ROUTERS:
+        raise HubrouteError(f"{directory}: saved router kind {name!r} is not known to this hubroute")
+    return ROUTERS[name]._from_artifact(directory, config.get("params", {}))
+
+
+__all__ = [
+    "ROUTERS",
+    "BM25Router",
+    "DenseCardRouter",
+    "HybridRouter",
+    "RouteHit",
+    "Router",
+    "load_router",
+    "make_router",
+]
