@@ -44,6 +44,17 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
+def matmul_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b.T`` computed by torch, so routing shares torch's thread pool with the encoder.
+
+    NumPy's BLAS threads and torch's OpenMP threads otherwise contend for the same cores
+    between the encoder call and the scoring matmul.
+    """
+    import torch
+
+    return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(np.ascontiguousarray(b)).T).numpy()
+
+
 def resolve_model_path(model: str) -> str:
     """Local path or name to hand to sentence-transformers.
 
@@ -76,7 +87,7 @@ class SentenceTransformerEncoder:
         *,
         device: str | None = None,
         dtype: str = "float32",
-        batch_size: int = 64,
+        batch_size: int = 32,
         max_seq_length: int | None = None,
     ):
         import torch
@@ -227,7 +238,7 @@ def load_encoder(
     use_cache: bool = True,
     device: str | None = None,
     dtype: str = "float32",
-    batch_size: int = 64,
+    batch_size: int = 32,
 ) -> Encoder:
     """Build the encoder a config names, wrapped in the on-disk cache unless ``use_cache`` is off."""
     enc: Encoder = SentenceTransformerEncoder(model, device=device, dtype=dtype, batch_size=batch_size)

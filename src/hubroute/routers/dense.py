@@ -10,7 +10,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from scipy import sparse
 
-from hubroute.encoders import Encoder, l2_normalise, load_encoder
+from hubroute.encoders import Encoder, l2_normalise, load_encoder, matmul_t
 from hubroute.errors import DataError, HubrouteError
 from hubroute.hub import Registry
 from hubroute.routers.base import Router
@@ -89,7 +89,7 @@ class DenseCardRouter(Router):
         if self.card_vectors_ is None:
             return np.zeros((len(prompts), 0), dtype=np.float32), None
         q = self.encode_prompts(prompts)
-        cos = q @ self.card_vectors_.T
+        cos = matmul_t(q, self.card_vectors_)
         dom = self.domain_scores(q, cos) if self.domain_weight else None
         return cos, dom
 
@@ -112,7 +112,7 @@ class DenseCardRouter(Router):
         has = np.asarray(member.sum(axis=0)).ravel() > 0
         if self.domain_pool == "centroid":
             cent = l2_normalise(np.asarray(member.T @ self.card_vectors_))
-            dom = q @ cent.T
+            dom = matmul_t(q, cent)
         else:
             t = self.domain_tau
             top = cos.max(axis=1, keepdims=True)
