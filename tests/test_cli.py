@@ -63,3 +63,22 @@ def test_demo_runs_end_to_end(tmp_path):
     for kind in ("bm25", "dense", "hybrid"):
         assert (tmp_path / "demo" / kind / "results.json").is_file()
     assert (tmp_path / "demo" / "hybrid" / "router" / "config.json").is_file()
+
+
+def test_train_saves_after_each_experience_and_routes(tmp_path):
+    syn = tmp_path / "syn"
+    assert (
+        runner.invoke(app, ["data", "synth", "--out", str(syn), "--models", "40", "--experiences", "2"]).exit_code == 0
+    )
+    out = tmp_path / "train"
+    args = ["train", "--data", str(syn), "--strategy", "replay", "-s", "ratio=0.5", "-p", "epochs=2", "--out", str(out)]
+    res = runner.invoke(app, [*args, "--no-plots"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["1-synth-1", "2-synth-2"]
+    data = json.loads((out / "results.json").read_text())
+    assert data["params"]["strategy"] == "replay" and data["params"]["strategy_params"]["ratio"] == 0.5
+    res = runner.invoke(app, ["route", "--router", str(out / "router"), "--json", "translate german subtitles"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)[0]["models"]) == 5
+    res = runner.invoke(app, ["train", "--router", "bm25", "--data", str(syn), "--out", str(out)])
+    assert res.exit_code != 0

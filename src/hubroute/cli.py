@@ -190,6 +190,55 @@ def bench(
 
 
 @app.command()
+def train(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the router, its checkpoints and the report.")],
+    router: Annotated[str, typer.Option("--router", help="Trainable router kind.")] = "embedding",
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="naive, replay, ewc, lwf, merge, cumulative, joint.")
+    ] = "naive",
+    data: DataOpt = None,
+    protocol: ProtocolOpt = "public",
+    param: ParamOpt = None,
+    strategy_param: Annotated[
+        list[str] | None, typer.Option("--strategy-param", "-s", help="Strategy parameter KEY=VALUE, repeatable.")
+    ] = None,
+    max_examples: Annotated[int | None, typer.Option(help="Keep the first N records of each split.")] = None,
+    plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Learn the stream one experience at a time; save the router after each experience
+    (``OUT/checkpoints/<t>-<name>``, latest in ``OUT/router``) and write the report."""
+    from hubroute.data.cmrbench import load_cmrbench
+    from hubroute.evaluation.report import write_report
+    from hubroute.evaluation.runner import run_stream
+    from hubroute.routers import ROUTERS, make_router
+    from hubroute.seed import seed_everything
+
+    if router not in ROUTERS or router in ("bm25", "dense", "hybrid"):
+        raise HubrouteError(f"router {router!r} is not trainable; use 'bench' for zero-shot routers")
+    seed_everything(seed)
+    stream = load_cmrbench(data, protocol, max_examples=max_examples)
+    params = {
+        "seed": seed,
+        **parse_params(param),
+        "strategy": strategy,
+        "strategy_params": parse_params(strategy_param),
+    }
+    r = make_router(router, **params)
+
+    def checkpoint(t: int, rt: Any) -> None:
+        rt.save(out_dir / "checkpoints" / f"{t + 1}-{stream[t].name}")
+        rt.save(out_dir / "router")
+        _progress(f"saved router after {stream[t].name}")
+
+    result = run_stream(r, stream, seed=seed, latency=False, progress=_progress, on_experience=checkpoint)
+    command = "hubroute " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    write_report(result, out_dir, command=command, plots=plots)
+    _print_summary([result], [f"{router}/{strategy}"])
+    out.print(f"results in {out_dir}; router saved to {out_dir / 'router'}")
+
+
+@app.command()
 def route(
     prompt: Annotated[list[str], typer.Argument(help="One or more prompts.")],
     k: Annotated[int, typer.Option("-k", help="Models to return per prompt.")] = 5,

@@ -68,6 +68,28 @@ class StreamResult:
             out[level] = s
         return out
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StreamResult:
+        """Rebuild a result from :meth:`to_dict` output (``results.json``)."""
+        acc = {
+            lv: {k: [[np.nan if x is None else x for x in row] for row in m] for k, m in ks.items()}
+            for lv, ks in d["accuracy"].items()
+        }
+        return cls(
+            router=d["router"],
+            params=d["params"],
+            stream=d["stream"],
+            protocol=d["protocol"],
+            experiences=d["experiences"],
+            ks=d["ks"],
+            seed=d["seed"],
+            accuracy=acc,
+            fits=[FitRecord(**f) for f in d["fits"]],
+            latency=d.get("latency", {}),
+            environment=d.get("environment", {}),
+            notes=d.get("notes", []),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN becomes ``None``)."""
         d = asdict(self)
@@ -164,11 +186,13 @@ def run_stream(
     seed: int | None = None,
     latency: bool = True,
     progress: Callable[[str], None] | None = None,
+    on_experience: Callable[[int, Router], None] | None = None,
 ) -> StreamResult:
     """Fit ``router`` on each experience in turn and evaluate it on every experience so far.
 
     Latency is measured after the last experience on the concatenated eval prompts, with
-    embedding caches bypassed (:func:`measure_latency`).
+    embedding caches bypassed (:func:`measure_latency`). ``on_experience(t, router)`` runs
+    after experience ``t`` is learned and evaluated (``hubroute train`` saves checkpoints there).
     """
     ks = sorted(set(ks))
     kmax = max(ks)
@@ -200,6 +224,8 @@ def run_stream(
             for lv in LEVELS:
                 for k in ks:
                     acc[lv][f"top{k}"][t, j] = topk_accuracy(h[lv], k)
+        if on_experience:
+            on_experience(t, router)
     lat: dict[str, float] = {}
     if latency:
         if progress:

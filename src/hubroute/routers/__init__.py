@@ -9,12 +9,14 @@ from hubroute.errors import HubrouteError
 from hubroute.routers.base import RouteHit, Router, read_config
 from hubroute.routers.bm25 import BM25Router
 from hubroute.routers.dense import DenseCardRouter
+from hubroute.routers.embedding import EmbeddingRouter
 from hubroute.routers.hybrid import HybridRouter
 
 ROUTERS: dict[str, type[Router]] = {
     BM25Router.kind: BM25Router,
     DenseCardRouter.kind: DenseCardRouter,
     HybridRouter.kind: HybridRouter,
+    EmbeddingRouter.kind: EmbeddingRouter,
 }
 
 
@@ -44,6 +46,7 @@ __all__ = [
     "ROUTERS",
     "BM25Router",
     "DenseCardRouter",
+    "EmbeddingRouter",
     "HybridRouter",
     "RouteHit",
     "Router",

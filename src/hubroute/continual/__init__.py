@@ -1,0 +1,47 @@
+"""Continual-learning strategies for the trainable embedding router, and lookup by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hubroute.continual.base import Strategy, TrainItem
+from hubroute.continual.merging import MergeStrategy
+from hubroute.continual.regularization import EWCStrategy, LwFStrategy
+from hubroute.continual.rehearsal import CumulativeStrategy, JointStrategy, ReplayStrategy
+from hubroute.errors import HubrouteError
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    "naive": Strategy,
+    ReplayStrategy.name: ReplayStrategy,
+    EWCStrategy.name: EWCStrategy,
+    LwFStrategy.name: LwFStrategy,
+    MergeStrategy.name: MergeStrategy,
+    CumulativeStrategy.name: CumulativeStrategy,
+    JointStrategy.name: JointStrategy,
+}
+
+
+def make_strategy(name: str, **params: Any) -> Strategy:
+    """A strategy by name (see :data:`STRATEGIES`) built with ``params``."""
+    try:
+        cls = STRATEGIES[name]
+    except KeyError:
+        raise HubrouteError(f"unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}") from None
+    try:
+        return cls(**params)
+    except TypeError as e:
+        raise HubrouteError(f"bad parameters for strategy {name!r}: {e}") from None
+
+
+__all__ = [
+    "STRATEGIES",
+    "CumulativeStrategy",
+    "EWCStrategy",
+    "JointStrategy",
+    "LwFStrategy",
+    "MergeStrategy",
+    "ReplayStrategy",
+    "Strategy",
+    "TrainItem",
+    "make_strategy",
+]
