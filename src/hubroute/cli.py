@@ -316,6 +316,112 @@ def demo(
     out.print(f'try: hubroute route --router {out_dir}/hybrid/router "your prompt"')
 
 
+# -- service --------------------------------------------------------------------------------
+models_app = typer.Typer(help="Manage the models of a running service.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+UrlOpt = Annotated[str, typer.Option("--url", help="Base URL of a running hubroute service.")]
+
+
+@app.command()
+def serve(
+    state: Annotated[Path, typer.Option("--state", help="State folder: router versions, SQLite store.")],
+    router_dir: Annotated[Path | None, typer.Option("--router", help="Saved router to serve on first start.")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    max_batch: Annotated[int, typer.Option(help="Most prompts per route request.")] = 256,
+    margin: Annotated[float, typer.Option(help="Promote an update unless held-out M-Acc drops by more.")] = 1.0,
+    update_threads: Annotated[int, typer.Option(help="CPU threads of the update worker.")] = 1,
+) -> None:
+    """Serve a router over HTTP (OpenAPI at /docs) and keep it current from feedback."""
+    import uvicorn
+
+    from hubroute.service.app import ServiceConfig, create_app
+
+    cfg = ServiceConfig(max_batch=max_batch, margin=margin, update_threads=update_threads)
+    application = create_app(state, router_dir, cfg)
+    console.print(f"serving {application.state.service.version} on http://{host}:{port}")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+def _client(url: str):
+    import httpx
+
+    return httpx.Client(base_url=url, timeout=60)
+
+
+def _check(resp: Any) -> Any:
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json().get("detail")
+        except ValueError:
+            detail = resp.text
+        raise HubrouteError(f"server answered {resp.status_code}: {detail}")
+    return resp.json()
+
+
+@models_app.command("add")
+def models_add(
+    url: UrlOpt = "http://127.0.0.1:8000",
+    file: Annotated[Path | None, typer.Option("--file", help="JSON lines of cards (model_id, domain, text…).")] = None,
+    model_id: Annotated[str | None, typer.Option("--model-id")] = None,
+    domain: Annotated[str | None, typer.Option("--domain")] = None,
+    family: Annotated[str | None, typer.Option("--family")] = None,
+    text: Annotated[str, typer.Option("--text", help="Card text.")] = "",
+) -> None:
+    """Register model cards with a running service (routable at once)."""
+    if file is not None:
+        cards = []
+        for i, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    cards.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise HubrouteError(f"{file}:{i}: invalid JSON ({e.msg})") from None
+    elif model_id and domain:
+        cards = [{"model_id": model_id, "domain": domain, "family": family, "text": text}]
+    else:
+        raise HubrouteError("give --file, or --model-id and --domain")
+    with _client(url) as c:
+        res = _check(c.post("/v1/models", json=cards))
+    out.print(f"registered {len(res['registered'])} model(s)")
+
+
+@models_app.command("retire")
+def models_retire(model_id: str, url: UrlOpt = "http://127.0.0.1:8000") -> None:
+    """Stop routing to a model (its row stays; ``activate`` undoes it)."""
+    with _client(url) as c:
+        _check(c.post(f"/v1/models/{model_id}/retire"))
+    out.print(f"retired {model_id}")
+
+
+@models_app.command("activate")
+def models_activate(model_id: str, url: UrlOpt = "http://127.0.0.1:8000") -> None:
+    """Route to a retired model again."""
+    with _client(url) as c:
+        _check(c.post(f"/v1/models/{model_id}/activate"))
+    out.print(f"activated {model_id}")
+
+
+@models_app.command("list")
+def models_list(
+    url: UrlOpt = "http://127.0.0.1:8000",
+    status: Annotated[str | None, typer.Option(help="active or retired")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 50,
+) -> None:
+    """List the models a running service knows."""
+    params: dict[str, Any] = {"limit": limit}
+    if status:
+        params["status"] = status
+    with _client(url) as c:
+        res = _check(c.get("/v1/models", params=params))
+    table = Table(title=f"{res['total']} model(s)")
+    for col in ("model_id", "domain", "family", "status"):
+        table.add_column(col)
+    for m in res["models"]:
+        table.add_row(m["model_id"], m["domain"], m["family"], m["status"])
+    out.print(table)
+
+
 def main() -> None:
     """Console entry point: run the app, turning hubroute errors into one line."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

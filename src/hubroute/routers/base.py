@@ -86,11 +86,18 @@ class Router(ABC):
     def scores(self, prompts: Sequence[str]) -> np.ndarray:
         """``(len(prompts), len(registry_))`` float32 scores, higher is better (all rows)."""
 
-    def rank(self, prompts: Sequence[str], k: int = 10, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` active rows and their scores for each prompt, as two ``(n, k)`` arrays."""
+    def rank(
+        self, prompts: Sequence[str], k: int = 10, *, batch_size: int = 256, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` active rows and their scores for each prompt, as two ``(n, k)`` arrays.
+
+        ``mask`` (boolean, one entry a row) narrows the candidates further, e.g. to one domain.
+        """
         if len(self.registry_) == 0:
             raise HubrouteError("the router knows no models yet: fit it or add model cards first")
         active = self.registry_.active_mask
+        if mask is not None:
+            active &= mask
         rows, vals = [], []
         for i in range(0, len(prompts), batch_size):
             r, v = topk(self.scores(prompts[i : i + batch_size]), k, active)
@@ -100,11 +107,15 @@ class Router(ABC):
             return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
         return np.concatenate(rows), np.concatenate(vals)
 
-    def route(self, prompts: Sequence[str] | str, k: int = 5) -> list[list[RouteHit]]:
-        """Ranked :class:`RouteHit` lists, one per prompt (a single string is one prompt)."""
+    def route(self, prompts: Sequence[str] | str, k: int = 5, *, domain: str | None = None) -> list[list[RouteHit]]:
+        """Ranked :class:`RouteHit` lists, one per prompt (a single string is one prompt);
+        ``domain`` keeps only models of that domain."""
         if isinstance(prompts, str):
             prompts = [prompts]
-        rows, vals = self.rank(list(prompts), k)
+        mask = None
+        if domain is not None:
+            mask = np.array([d == domain for d in self.registry_.domains()], dtype=bool)
+        rows, vals = self.rank(list(prompts), k, mask=mask)
         cards = self.registry_.cards
         return [
             [

@@ -1,0 +1,1 @@
+"""The HTTP routing service: live registry, durable feedback, background updates, hot swap."""
