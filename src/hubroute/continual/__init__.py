@@ -8,7 +8,7 @@ from hubroute.continual.base import Strategy, TrainItem
 from hubroute.continual.merging import MergeStrategy
 from hubroute.continual.regularization import EWCStrategy, LwFStrategy
 from hubroute.continual.rehearsal import CumulativeStrategy, JointStrategy, ReplayStrategy
-from hubroute.errors import HubrouteError
+from hubroute.naming import build
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "naive": Strategy,
@@ -23,14 +23,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 def make_strategy(name: str, **params: Any) -> Strategy:
     """A strategy by name (see :data:`STRATEGIES`) built with ``params``."""
-    try:
-        cls = STRATEGIES[name]
-    except KeyError:
-        raise HubrouteError(f"unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}") from None
-    try:
-        return cls(**params)
-    except TypeError as e:
-        raise HubrouteError(f"bad parameters for strategy {name!r}: {e}") from None
+    return build(STRATEGIES, "strategy", name, params)
 
 
 __all__ = [

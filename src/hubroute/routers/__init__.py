@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from hubroute.errors import HubrouteError
+from hubroute.naming import build
 from hubroute.routers.base import RouteHit, Router, read_config
 from hubroute.routers.bm25 import BM25Router
 from hubroute.routers.dense import DenseCardRouter
@@ -22,14 +23,7 @@ ROUTERS: dict[str, type[Router]] = {
 
 def make_router(name: str, **params: Any) -> Router:
     """A new router of kind ``name`` (see :data:`ROUTERS`) built with ``params``."""
-    try:
-        cls = ROUTERS[name]
-    except KeyError:
-        raise HubrouteError(f"unknown router {name!r}; choose one of {', '.join(sorted(ROUTERS))}") from None
-    try:
-        return cls(**params)
-    except TypeError as e:
-        raise HubrouteError(f"bad parameters for router {name!r}: {e}") from None
+    return build(ROUTERS, "router", name, params)
 
 
 def load_router(directory: str | Path) -> Router:
