@@ -116,11 +116,11 @@ class Router(ABC):
         if domain is not None:
             mask = np.array([d == domain for d in self.registry_.domains()], dtype=bool)
         rows, vals = self.rank(list(prompts), k, mask=mask)
-        cards = self.registry_.cards
+        card = self.registry_.card
         return [
             [
-                RouteHit(cards[r].model_id, float(s), cards[r].domain, cards[r].family)
-                for r, s in zip(rr, vv, strict=True)
+                RouteHit(c.model_id, float(s), c.domain, c.family)
+                for c, s in ((card(r), s) for r, s in zip(rr, vv, strict=True))
             ]
             for rr, vv in zip(rows, vals, strict=True)
         ]

@@ -53,6 +53,7 @@ class DenseCardRouter(Router):
         self.domain_pool = domain_pool
         self.domain_tau = domain_tau
         self.card_vectors_: np.ndarray | None = None
+        self._domain_cache: tuple[tuple[int, int, int], tuple] | None = None
 
     @property
     def encoder(self) -> Encoder:
@@ -99,17 +100,26 @@ class DenseCardRouter(Router):
             return cos
         return zscore(cos, self.registry_.active_mask) + self.domain_weight * dom
 
+    def _domain_index(self) -> tuple[np.ndarray, sparse.csr_matrix, np.ndarray]:
+        """(domain id of each row, active row x domain membership matrix, domains with an
+        active row), rebuilt only when the registry changed."""
+        key = (id(self.registry_), self.registry_.version, len(self.registry_))
+        if self._domain_cache is None or self._domain_cache[0] != key:
+            domains = np.array(self.registry_.domains(), dtype=object)
+            names, inv = np.unique(domains, return_inverse=True)
+            active = self.registry_.active_mask
+            member = sparse.csr_matrix(
+                (np.ones(int(active.sum()), np.float32), (np.flatnonzero(active), inv[active])),
+                shape=(len(domains), len(names)),
+            )
+            has = np.asarray(member.sum(axis=0)).ravel() > 0
+            self._domain_cache = (key, (inv, member, has))
+        return self._domain_cache[1]
+
     def domain_scores(self, q: np.ndarray, cos: np.ndarray) -> np.ndarray:
         """Per-row z-scored score of the row's domain, pooled over active cards from the
         prompt vectors ``q`` (centroid) or the cosines ``cos`` (lse)."""
-        domains = np.array(self.registry_.domains(), dtype=object)
-        names, inv = np.unique(domains, return_inverse=True)
-        active = self.registry_.active_mask
-        member = sparse.csr_matrix(
-            (np.ones(int(active.sum()), np.float32), (np.flatnonzero(active), inv[active])),
-            shape=(len(domains), len(names)),
-        )
-        has = np.asarray(member.sum(axis=0)).ravel() > 0
+        inv, member, has = self._domain_index()
         if self.domain_pool == "centroid":
             cent = l2_normalise(np.asarray(member.T @ self.card_vectors_))
             dom = matmul_t(q, cent)
