@@ -114,7 +114,10 @@ def main() -> None:
     payload = {"command": command, "router": router_cfg, "runs": {}}
     results: dict[str, StreamResult] = {}
     if args.resume and path.is_file():
-        payload["runs"] = json.loads(path.read_text())["runs"]
+        previous = json.loads(path.read_text())
+        payload["runs"] = previous["runs"]
+        payload["command"] = previous["command"]  # the run that produced the stored results
+        payload["router"] = previous["router"]
     labels = args.only or list(STRATEGIES)
     for label in labels:
         if label in payload["runs"]:

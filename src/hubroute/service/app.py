@@ -150,7 +150,10 @@ class Service:
             tail = err.decode(errors="replace").strip().splitlines()[-1:] if err else []
             self.store.set_update(uid, status="failed", error=f"worker exited with {proc.returncode}: {' '.join(tail)}")
         elif u.get("status") == "promoted" and u.get("to_version"):
-            self.swap(u["to_version"])
+            try:
+                self.swap(u["to_version"])
+            except Exception as e:  # keep serving the old router; say why on GET /v1/updates/{id}
+                self.store.set_update(uid, error=f"promoted but not loaded: {type(e).__name__}: {e}")
 
     def stop(self) -> None:
         """Stop a running worker (server shutdown)."""
