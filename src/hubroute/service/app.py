@@ -30,7 +30,7 @@ from hubroute.hub import ModelCard
 from hubroute.routers import load_router
 from hubroute.routers.base import Router
 from hubroute.service.metrics import Metrics
-from hubroute.service.store import Store
+from hubroute.service.store import RUNNING, Store
 from hubroute.service.updater import STORE_FILE, sync_registry
 from hubroute.service.versions import Versions
 
@@ -146,7 +146,7 @@ class Service:
     def _watch(self, uid: int, proc: subprocess.Popen) -> None:
         _, err = proc.communicate()
         u = self.store.update(uid) or {}
-        if u.get("status") in ("queued", "running"):
+        if u.get("status") in RUNNING:
             tail = err.decode(errors="replace").strip().splitlines()[-1:] if err else []
             self.store.set_update(uid, status="failed", error=f"worker exited with {proc.returncode}: {' '.join(tail)}")
         elif u.get("status") == "promoted" and u.get("to_version"):

@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS updates (
     error TEXT
 );
 """
-RUNNING = ("queued", "running")
+RUNNING = ("queued", "running")  # statuses of an update that has not ended
 
 
 class Store:
@@ -141,10 +141,6 @@ class Store:
         )
         return [(r["id"], RoutingExample(r["prompt"], r["model_id"], r["domain"] or "", "")) for r in rows]
 
-    def max_feedback_id(self) -> int:
-        """Largest feedback id (0 when empty)."""
-        return int(self._conn().execute("SELECT COALESCE(MAX(id), 0) FROM feedback").fetchone()[0])
-
     # -- updates -------------------------------------------------------------------------
     def create_update(self, from_version: str) -> int:
         """A queued update over all feedback stored so far; returns its id."""
@@ -187,5 +183,6 @@ class Store:
 
     def running_updates(self) -> list[dict[str, Any]]:
         """Updates still marked queued or running."""
-        rows = self._conn().execute("SELECT id FROM updates WHERE status IN ('queued', 'running')").fetchall()
+        marks = ",".join("?" * len(RUNNING))
+        rows = self._conn().execute(f"SELECT id FROM updates WHERE status IN ({marks})", RUNNING).fetchall()
         return [self.update(r["id"]) for r in rows]
