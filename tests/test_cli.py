@@ -82,3 +82,20 @@ def test_train_saves_after_each_experience_and_routes(tmp_path):
     assert len(json.loads(res.stdout)[0]["models"]) == 5
     res = runner.invoke(app, ["train", "--router", "bm25", "--data", str(syn), "--out", str(out)])
     assert res.exit_code != 0
+
+
+def test_train_carve_saves_a_carve_router_that_routes(tmp_path):
+    syn = tmp_path / "syn"
+    assert (
+        runner.invoke(app, ["data", "synth", "--out", str(syn), "--models", "40", "--experiences", "2"]).exit_code == 0
+    )
+    out = tmp_path / "carve"
+    args = ["train", "--router", "carve", "--data", str(syn), "-s", "k=16", "-p", "epochs=2", "--out", str(out)]
+    res = runner.invoke(app, [*args, "--no-plots"])
+    assert res.exit_code == 0, res.output
+    config = json.loads((out / "router" / "config.json").read_text())
+    assert config["router"] == "carve" and config["params"]["strategy"] == "carve"
+    assert config["params"]["strategy_params"]["k"] == 16
+    res = runner.invoke(app, ["route", "--router", str(out / "router"), "--json", "translate german subtitles"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)[0]["models"]) == 5

@@ -192,10 +192,15 @@ def bench(
 @app.command()
 def train(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the router, its checkpoints and the report.")],
-    router: Annotated[str, typer.Option("--router", help="Trainable router kind.")] = "embedding",
+    router: Annotated[str, typer.Option("--router", help="Trainable router kind: embedding or carve.")] = "embedding",
     strategy: Annotated[
-        str, typer.Option("--strategy", help="naive, replay, ewc, lwf, merge, cumulative, joint.")
-    ] = "naive",
+        str | None,
+        typer.Option(
+            "--strategy",
+            help="naive, replay, ewc, lwf, merge, cumulative, joint or carve (default: naive for embedding, "
+            "carve for carve).",
+        ),
+    ] = None,
     data: DataOpt = None,
     protocol: ProtocolOpt = "public",
     param: ParamOpt = None,
@@ -211,20 +216,25 @@ def train(
     from hubroute.data.cmrbench import load_cmrbench
     from hubroute.evaluation.report import write_report
     from hubroute.evaluation.runner import run_stream
-    from hubroute.routers import ROUTERS, make_router
+    from hubroute.routers import ROUTERS, EmbeddingRouter, make_router
     from hubroute.seed import seed_everything
 
-    if router not in ROUTERS or router in ("bm25", "dense", "hybrid"):
-        raise HubrouteError(f"router {router!r} is not trainable; use 'bench' for zero-shot routers")
+    if router not in ROUTERS or not issubclass(ROUTERS[router], EmbeddingRouter):
+        trainable = ", ".join(k for k, v in ROUTERS.items() if issubclass(v, EmbeddingRouter))
+        raise HubrouteError(
+            f"router {router!r} is not trainable (choose {trainable}); use 'bench' for zero-shot routers"
+        )
     seed_everything(seed)
     stream = load_cmrbench(data, protocol, max_examples=max_examples)
     params = {
         "seed": seed,
         **parse_params(param),
-        "strategy": strategy,
         "strategy_params": parse_params(strategy_param),
     }
+    if strategy is not None:
+        params["strategy"] = strategy
     r = make_router(router, **params)
+    strategy = r.strategy_.name
 
     def checkpoint(t: int, rt: Any) -> None:
         rt.save(out_dir / "checkpoints" / f"{t + 1}-{stream[t].name}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hubroute.continual.base import Strategy, TrainItem
+from hubroute.continual.carve import CARvEStrategy
 from hubroute.continual.merging import MergeStrategy
 from hubroute.continual.regularization import EWCStrategy, LwFStrategy
 from hubroute.continual.rehearsal import CumulativeStrategy, JointStrategy, ReplayStrategy
@@ -18,6 +19,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     MergeStrategy.name: MergeStrategy,
     CumulativeStrategy.name: CumulativeStrategy,
     JointStrategy.name: JointStrategy,
+    CARvEStrategy.name: CARvEStrategy,
 }
 
 
@@ -28,6 +30,7 @@ def make_strategy(name: str, **params: Any) -> Strategy:
 
 __all__ = [
     "STRATEGIES",
+    "CARvEStrategy",
     "CumulativeStrategy",
     "EWCStrategy",
     "JointStrategy",

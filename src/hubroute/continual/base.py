@@ -9,6 +9,12 @@ points of each experience (Avalanche's vocabulary):
 3. :meth:`Strategy.penalty` — an extra loss term per batch (EWC, LwF);
 4. :meth:`Strategy.after_experience` — update buffers, Fisher information, merges.
 
+Inside an experience's training loop, a strategy may also shape the batches
+(:meth:`Strategy.batches`), each example's candidate set and soft targets
+(:meth:`Strategy.candidates`), the loss weight of an item (:meth:`Strategy.item_weight`), the
+optimiser per step (:meth:`Strategy.on_step`) and how far each model row may move in one step
+(:meth:`Strategy.row_step_scale`). The defaults leave the router's own behaviour in place.
+
 Strategies keep their own learned state in attributes ending in ``_`` and expose it through
 :meth:`Strategy.state_tensors` / :meth:`Strategy.state_json` so a saved router can keep learning.
 """
@@ -53,6 +59,34 @@ class Strategy:
 
     def penalty(self, router: EmbeddingRouter, batch: Batch) -> torch.Tensor | None:
         """Extra loss for one batch, or ``None``."""
+        return None
+
+    def batches(self, router: EmbeddingRouter, items: list[TrainItem], g: torch.Generator) -> list[list[int]]:
+        """One epoch's batches of indices into ``items`` (default: the router's shuffled batches)."""
+        return router.default_batches(items, g)
+
+    def candidates(
+        self,
+        router: EmbeddingRouter,
+        items: list[TrainItem],
+        rows: torch.Tensor,
+        z: torch.Tensor,
+        g: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per-example candidate rows ``(b, K)`` and target distributions ``(b, K)``, or ``None``
+        for the router's own loss. ``rows``: gold rows; ``z``: unit prompt vectors (detached)."""
+        return None
+
+    def item_weight(self, item: TrainItem) -> float:
+        """Loss weight of one training item (default: its own weight)."""
+        return item.weight
+
+    def on_step(self, router: EmbeddingRouter, step: int, n_steps: int, optimizer: torch.optim.Optimizer) -> None:
+        """Called before optimiser step ``step`` of ``n_steps`` in this experience."""
+
+    def row_step_scale(self, router: EmbeddingRouter) -> torch.Tensor | None:
+        """Per-row factor in [0, 1] applied to each optimiser step of the model table
+        (0 freezes a row, 1 is a plain step), or ``None`` for plain steps everywhere."""
         return None
 
     def after_experience(self, router: EmbeddingRouter, experience: Experience) -> None:

@@ -77,6 +77,14 @@ CATEGORIES: tuple[str, ...] = (
 )
 
 
+def category_of(domain: str) -> str:
+    """The top category of a ``"<Category> <Task>"`` domain (the first word if no category matches)."""
+    for cat in CATEGORIES:
+        if domain == cat or domain.startswith(cat + " "):
+            return cat
+    return domain.split(" ", 1)[0]
+
+
 def task_of(domain: str) -> str:
     """The task part of a ``"<Category> <Task>"`` domain (the whole string if no category matches)."""
     for cat in CATEGORIES:

@@ -9,6 +9,7 @@ from hubroute.errors import HubrouteError
 from hubroute.naming import build
 from hubroute.routers.base import RouteHit, Router, read_config
 from hubroute.routers.bm25 import BM25Router
+from hubroute.routers.carve import CARvERouter
 from hubroute.routers.dense import DenseCardRouter
 from hubroute.routers.embedding import EmbeddingRouter
 from hubroute.routers.hybrid import HybridRouter
@@ -18,6 +19,7 @@ ROUTERS: dict[str, type[Router]] = {
     DenseCardRouter.kind: DenseCardRouter,
     HybridRouter.kind: HybridRouter,
     EmbeddingRouter.kind: EmbeddingRouter,
+    CARvERouter.kind: CARvERouter,
 }
 
 
@@ -39,6 +41,7 @@ def load_router(directory: str | Path) -> Router:
 __all__ = [
     "ROUTERS",
     "BM25Router",
+    "CARvERouter",
     "DenseCardRouter",
     "EmbeddingRouter",
     "HybridRouter",

@@ -352,33 +352,47 @@ class EmbeddingRouter(Router):
             neg[clash] = pool[(torch.searchsorted(pool, neg[clash]) + 1) % len(pool)]
         return torch.cat([rows[:, None], neg], dim=1)
 
-    def batch_loss(self, items: list[TrainItem], g: torch.Generator | None = None) -> tuple[torch.Tensor, Batch]:
-        """Weighted cross-entropy of one batch, and the :class:`Batch` it was computed on."""
+    def batch_loss(
+        self, items: list[TrainItem], g: torch.Generator | None = None, strategy: Strategy | None = None
+    ) -> tuple[torch.Tensor, Batch]:
+        """Weighted cross-entropy of one batch, and the :class:`Batch` it was computed on.
+
+        ``strategy`` may supply candidate sets and soft targets (CARvE) and item weights;
+        without one the router's own ``loss`` applies with the items' own weights.
+        """
+        g = g or torch.Generator().manual_seed(self.seed)
         prompts = [it.example.prompt for it in items]
         rows = torch.as_tensor(self.registry_.rows(it.example.model_id for it in items), device=self.device)
-        w = torch.tensor([it.weight for it in items], dtype=torch.float32, device=self.device)
+        weigh = strategy.item_weight if strategy is not None else (lambda it: it.weight)
+        w = torch.tensor([weigh(it) for it in items], dtype=torch.float32, device=self.device)
         active = torch.from_numpy(self.registry_.active_mask).to(self.device)
         z = self.embed(prompts, grad=True)
         v = self.row_vectors()
-        if self.loss == "full":
-            logits = (z @ v.T / self.tau).masked_fill(~active, float("-inf"))
-            target, cand = rows, None
-        else:
-            cand = self._candidates(rows, active, g or torch.Generator().manual_seed(self.seed))
+        given = None if strategy is None else strategy.candidates(self, items, rows, z.detach(), g)
+        if given is not None:
+            cand, target = given
             logits = torch.einsum("bd,bkd->bk", z, v[cand]) / self.tau
-            target = torch.zeros(len(items), dtype=torch.long, device=self.device)
-        ce = F.cross_entropy(logits, target, reduction="none")
+            ce = -(target * F.log_softmax(logits, dim=-1)).sum(-1)
+        else:
+            if self.loss == "full":
+                logits = (z @ v.T / self.tau).masked_fill(~active, float("-inf"))
+                target, cand = rows, None
+            else:
+                cand = self._candidates(rows, active, g)
+                logits = torch.einsum("bd,bkd->bk", z, v[cand]) / self.tau
+                target = torch.zeros(len(items), dtype=torch.long, device=self.device)
+            ce = F.cross_entropy(logits, target, reduction="none")
         loss = (ce * w).sum() / w.sum()
         return loss, Batch(prompts, rows, w, z, logits, cand, active)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         groups = [
-            {"params": [self.proj_.weight], "lr": self.lr_proj, "weight_decay": 0.0},
-            {"params": [self.table_], "lr": self.lr_rows, "weight_decay": 0.0},
+            {"name": "proj", "params": [self.proj_.weight], "lr": self.lr_proj, "weight_decay": 0.0},
+            {"name": "rows", "params": [self.table_], "lr": self.lr_rows, "weight_decay": 0.0},
         ]
         enc = [p for k, p in self.trainable_parameters().items() if k.startswith("enc.")]
         if enc:
-            groups.append({"params": enc, "lr": self.lr_encoder, "weight_decay": self.weight_decay})
+            groups.append({"name": "encoder", "params": enc, "lr": self.lr_encoder, "weight_decay": self.weight_decay})
         return torch.optim.AdamW(groups)
 
     def _learn(self, experience: Experience) -> None:
@@ -394,7 +408,7 @@ class EmbeddingRouter(Router):
         strategy.after_experience(self, experience)
         self.n_trained_ += 1
 
-    def _batches(self, items: list[TrainItem], g: torch.Generator) -> list[list[int]]:
+    def default_batches(self, items: list[TrainItem], g: torch.Generator) -> list[list[int]]:
         """One epoch's batches of item indices, shuffled by ``g``.
 
         When the encoder trains, batches are grouped by length (each run of 16 batches is sorted
@@ -412,28 +426,36 @@ class EmbeddingRouter(Router):
         return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
     def train_items(self, items: list[TrainItem], strategy: Strategy | None = None, *, tag: str = "") -> None:
-        """Run ``epochs`` of AdamW over ``items`` (shuffled by a seeded generator)."""
+        """Run ``epochs`` of AdamW over ``items``, batched by the strategy with a seeded generator.
+
+        After each step every row moves by at most the strategy's :meth:`~Strategy.row_step_scale`
+        share of its update; rows of retired models do not move at all.
+        """
         strategy = strategy or self.strategy_
         opt = self._optimizer()
         g = torch.Generator().manual_seed(self.seed * 7919 + self.n_trained_)
+        epochs = [strategy.batches(self, items, g) for _ in range(self.epochs)]
+        n_steps = sum(len(b) for b in epochs)
         active = torch.from_numpy(self.registry_.active_mask).to(self.device)
-        frozen = ~active
-        kept = self.table_.detach()[frozen].clone() if frozen.any() else None
-        for epoch in range(self.epochs):
+        step = 0
+        for epoch, batches in enumerate(epochs):
             losses = []
-            for idx in self._batches(items, g):
-                loss, batch = self.batch_loss([items[i] for i in idx], g)
+            for idx in batches:
+                strategy.on_step(self, step, n_steps, opt)
+                scale = strategy.row_step_scale(self)
+                scale = active.float() if scale is None else scale.to(self.device) * active
+                before = self.table_.detach().clone() if bool((scale < 1).any()) else None
+                loss, batch = self.batch_loss([items[i] for i in idx], g, strategy)
                 extra = strategy.penalty(self, batch)
                 total = loss if extra is None else loss + extra
                 opt.zero_grad(set_to_none=True)
                 total.backward()
-                if kept is not None and self.table_.grad is not None:
-                    self.table_.grad[frozen] = 0
                 opt.step()
-                if kept is not None:
+                if before is not None:
                     with torch.no_grad():
-                        self.table_[frozen] = kept
+                        self.table_.copy_(before + scale[:, None] * (self.table_ - before))
                 losses.append(float(total.detach()))
+                step += 1
             self.history_.append(
                 {"experience": tag, "epoch": epoch, "loss": float(np.mean(losses)), "steps": len(losses)}
             )

@@ -1,0 +1,191 @@
+"""CARvE's candidate sets: the gold model plus mined hard, semantic, far and random negatives.
+
+For each training example :class:`CandidateSampler` builds ``k`` distinct active rows, gold
+first:
+
+1. **hard** — the current router's top-scoring wrong models for the example, mined without
+   gradient and cached per ``(domain, gold model)``; an entry is re-mined once it is
+   ``remine_every`` steps old;
+2. **semantic** — other models of the gold model's domain, then of other domains in the same
+   top category (``"Computer Vision"``…);
+3. **far** — models of other top categories;
+4. **random** fill until the set holds ``k`` rows.
+
+Targets are soft: ``gold_mass`` on the gold row and the rest spread evenly over candidates of the
+gold's domain or family (all on the gold when there is none).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+
+from hubroute.data.taxonomy import category_of
+from hubroute.errors import HubrouteError
+from hubroute.hub import Registry
+
+
+class _RowIndex:
+    """Active rows of one registry version grouped by domain and top category."""
+
+    def __init__(self, registry: Registry):
+        cards = registry.cards
+        self.version = registry.version
+        self.active = np.flatnonzero(registry.active_mask)
+        self.domain = np.array([c.domain for c in cards], dtype=object)
+        self.family = np.array([c.family for c in cards], dtype=object)
+        by_domain: dict[str, list[int]] = defaultdict(list)
+        by_category: dict[str, list[int]] = defaultdict(list)
+        for r in self.active:
+            by_domain[cards[r].domain].append(int(r))
+            by_category[category_of(cards[r].domain)].append(int(r))
+        self.by_domain = {d: np.array(v) for d, v in by_domain.items()}
+        self.by_category = {c: np.array(v) for c, v in by_category.items()}
+        self._far: dict[str, np.ndarray] = {}
+
+    def far(self, category: str) -> np.ndarray:
+        """Active rows outside ``category`` (cached)."""
+        if category not in self._far:
+            keep = [v for c, v in self.by_category.items() if c != category]
+            self._far[category] = np.concatenate(keep) if keep else np.zeros(0, dtype=int)
+        return self._far[category]
+
+
+class CandidateSampler:
+    """Builds per-example candidate sets and soft targets (see the module docstring).
+
+    ``k``: set size (capped by the number of active models); ``n_hard``, ``n_semantic``,
+    ``n_far``: how many of each kind at most; ``remine_every``: steps before a cached hard-negative
+    entry is mined again; ``gold_mass``: target probability of the gold model; ``seed``.
+    Learned state: ``hard_`` — ``(domain, gold row) -> (step mined, rows)``.
+    """
+
+    def __init__(
+        self,
+        k: int = 64,
+        n_hard: int = 15,
+        n_semantic: int = 38,
+        n_far: int = 10,
+        remine_every: int = 100,
+        gold_mass: float = 0.98,
+    ):
+        if k < 2 or min(n_hard, n_semantic, n_far) < 0 or remine_every < 1 or not 0 < gold_mass <= 1:
+            raise HubrouteError("candidate sets need k >= 2, counts >= 0, remine_every >= 1, 0 < gold_mass <= 1")
+        self.k, self.n_hard, self.n_semantic, self.n_far = k, n_hard, n_semantic, n_far
+        self.remine_every, self.gold_mass = remine_every, gold_mass
+        self.hard_: dict[tuple[str, int], tuple[int, list[int]]] = {}
+        self.n_mined_ = 0
+        self._index: _RowIndex | None = None
+        self._index_key: tuple[int, int] | None = None
+
+    def get_params(self) -> dict[str, Any]:
+        """JSON-ready constructor arguments."""
+        return {
+            "k": self.k,
+            "n_hard": self.n_hard,
+            "n_semantic": self.n_semantic,
+            "n_far": self.n_far,
+            "remine_every": self.remine_every,
+            "gold_mass": self.gold_mass,
+        }
+
+    def index(self, registry: Registry) -> _RowIndex:
+        """The row grouping for the registry as it is now (rebuilt when it changed)."""
+        key = (id(registry), registry.version)
+        if self._index is None or self._index_key != key:
+            self._index, self._index_key = _RowIndex(registry), key
+        return self._index
+
+    def mine(self, keys: list[tuple[str, int]], z: torch.Tensor, table: torch.Tensor, active: np.ndarray, step: int):
+        """Refresh the hard negatives of every stale key from the unit prompt vectors ``z``
+        scored against the unit row vectors ``table`` (no gradient)."""
+        fresh = {key for key, (mined, _) in self.hard_.items() if step - mined < self.remine_every}
+        stale = [i for i, key in enumerate(keys) if key not in fresh]
+        if not stale or self.n_hard == 0:
+            return
+        with torch.no_grad():
+            s = z[stale].float() @ table.float().T
+            s[:, torch.from_numpy(~active).to(s.device)] = float("-inf")
+            golds = torch.tensor([keys[i][1] for i in stale], device=s.device)
+            s[torch.arange(len(stale), device=s.device), golds] = float("-inf")
+            n = min(self.n_hard, int(active.sum()) - 1)
+            top = torch.topk(s, max(n, 0), dim=1).indices.cpu().numpy() if n > 0 else np.zeros((len(stale), 0), int)
+        for j, i in enumerate(stale):
+            self.hard_[keys[i]] = (step, [int(r) for r in top[j]])
+        self.n_mined_ += len(stale)
+
+    def build(
+        self,
+        registry: Registry,
+        domains: list[str],
+        rows: np.ndarray,
+        z: torch.Tensor,
+        table: torch.Tensor,
+        step: int,
+        rng: np.random.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate rows ``(b, K)`` (gold first) and soft targets ``(b, K)`` for a batch whose
+        examples have ``domains`` and gold ``rows``."""
+        idx = self.index(registry)
+        if len(idx.active) < 2:
+            raise HubrouteError("candidate sets need at least two active models")
+        k = min(self.k, len(idx.active))
+        keys = [(d, int(r)) for d, r in zip(domains, rows, strict=True)]
+        self.mine(keys, z, table, registry.active_mask, step)
+        cand = np.empty((len(rows), k), dtype=np.int64)
+        target = np.zeros((len(rows), k), dtype=np.float32)
+        for i, (domain, gold) in enumerate(keys):
+            chosen = self._one(idx, domain, gold, k, rng)
+            cand[i] = chosen
+            target[i] = self._targets(idx, chosen)
+        return torch.from_numpy(cand).to(z.device), torch.from_numpy(target).to(z.device)
+
+    def _one(self, idx: _RowIndex, domain: str, gold: int, k: int, rng: np.random.Generator) -> list[int]:
+        chosen = [gold]
+        seen = {gold}
+
+        def take(pool: np.ndarray | list[int], n: int, shuffle: bool = True) -> None:
+            if n <= 0 or len(pool) == 0:
+                return
+            order = rng.permutation(len(pool)) if shuffle else range(len(pool))
+            got = 0
+            for j in order:
+                r = int(pool[j])
+                if r not in seen:
+                    seen.add(r)
+                    chosen.append(r)
+                    got += 1
+                    if got == n or len(chosen) == k:
+                        return
+
+        hard = self.hard_.get((domain, gold), (0, []))[1]
+        take(hard, min(self.n_hard, k - len(chosen)), shuffle=False)
+        gold_domain = idx.domain[gold]
+        category = category_of(gold_domain)
+        start = len(chosen)
+        take(idx.by_domain.get(gold_domain, []), min(self.n_semantic, k - len(chosen)))
+        take(idx.by_category.get(category, []), min(self.n_semantic - (len(chosen) - start), k - len(chosen)))
+        take(idx.far(category), min(self.n_far, k - len(chosen)))
+        if 2 * (k - len(chosen)) > len(idx.active):  # random fill: dense case, one permutation
+            take(idx.active, k - len(chosen))
+        while len(chosen) < k:  # sparse case: rejection sampling
+            r = int(idx.active[rng.integers(len(idx.active))])
+            if r not in seen:
+                seen.add(r)
+                chosen.append(r)
+        return chosen
+
+    def _targets(self, idx: _RowIndex, chosen: list[int]) -> np.ndarray:
+        gold = chosen[0]
+        out = np.zeros(len(chosen), dtype=np.float32)
+        rest = np.array(chosen[1:], dtype=np.int64)
+        near = (idx.domain[rest] == idx.domain[gold]) | (idx.family[rest] == idx.family[gold]) if len(rest) else rest
+        if self.gold_mass >= 1 or not np.any(near):
+            out[0] = 1.0
+            return out
+        out[0] = self.gold_mass
+        out[1:][near] = (1 - self.gold_mass) / int(np.sum(near))
+        return out

@@ -1,0 +1,79 @@
+"""Domain-aware batches: a few domains per batch, never two examples of one gold model.
+
+Batches drawn from a few domains make the in-domain candidates of each example hard; keeping a
+gold model at most once per batch stops a batch from pulling one row many times in one step.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Sequence
+
+import numpy as np
+
+from hubroute.errors import HubrouteError
+
+
+def domain_batches(
+    domains: Sequence[str],
+    models: Sequence[str],
+    batch_size: int,
+    domains_per_batch: int,
+    rng: np.random.Generator,
+) -> list[list[int]]:
+    """One epoch of batches of indices into ``domains``/``models`` (one entry per example).
+
+    Each batch draws about ``batch_size / domains_per_batch`` examples from each of
+    ``domains_per_batch`` domains (picked at random, weighted by what they have left), then tops
+    up from other domains; no batch holds two examples of the same model. Every index appears
+    exactly once; a batch is smaller than ``batch_size`` only when the examples left cannot
+    fill it without repeating a model.
+    """
+    if batch_size < 1 or domains_per_batch < 1:
+        raise HubrouteError("batch_size and domains_per_batch must be >= 1")
+    if len(domains) != len(models):
+        raise HubrouteError("domains and models must have one entry per example")
+    by_domain: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i in rng.permutation(len(domains)).tolist():
+        by_domain[domains[i]][models[i]].append(i)
+    queues: dict[str, deque[int]] = {}
+    for d in sorted(by_domain):  # interleave a domain's models so neighbours differ
+        per_model = [by_domain[d][m] for m in sorted(by_domain[d])]
+        order = rng.permutation(len(per_model)).tolist()
+        q: deque[int] = deque()
+        for depth in range(max(len(v) for v in per_model)):
+            q.extend(per_model[j][depth] for j in order if depth < len(per_model[j]))
+        queues[d] = q
+    per_domain = max(1, -(-batch_size // domains_per_batch))
+    batches: list[list[int]] = []
+    while any(queues.values()):
+        names = [d for d in sorted(queues) if queues[d]]
+        left = np.array([len(queues[d]) for d in names], dtype=float)
+        n_pick = min(domains_per_batch, len(names))
+        picked = rng.choice(len(names), size=n_pick, replace=False, p=left / left.sum()).tolist()
+        rest = [j for j in rng.permutation(len(names)).tolist() if j not in picked]
+        batch: list[int] = []
+        in_batch: set[str] = set()
+        for rank, j in enumerate(picked + rest):
+            cap = per_domain if rank < n_pick else batch_size
+            _fill(queues[names[j]], models, batch, in_batch, min(cap, batch_size - len(batch)))
+            if len(batch) == batch_size:
+                break
+        batches.append(batch)
+    return batches
+
+
+def _fill(queue: deque[int], models: Sequence[str], batch: list[int], in_batch: set[str], n: int) -> None:
+    """Move up to ``n`` examples from ``queue`` into ``batch``, skipping models already in it
+    (skipped examples keep their place at the front of the queue)."""
+    skipped: list[int] = []
+    taken = 0
+    while queue and taken < n:
+        i = queue.popleft()
+        if models[i] in in_batch:
+            skipped.append(i)
+            continue
+        batch.append(i)
+        in_batch.add(models[i])
+        taken += 1
+    queue.extendleft(reversed(skipped))
