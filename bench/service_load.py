@@ -1,12 +1,14 @@
-"""Load test of `hubroute serve` on loopback, idle and while a continual update trains.
+"""Load test of `hubroute serve` on loopback at several inference precisions, idle and while a
+continual update trains.
 
 Builds an embedding router over the 2,127 CMRBench models (all-MiniLM-L6-v2, trainable encoder,
-bf16 autocast, rows from the card text), starts a real server process, and runs fixed numbers of
-requests from concurrent httpx clients in four phases, side by side:
+rows from the card text). For each ``--inference`` precision (fp32, bf16 weights, int8 dynamic
+quantisation) a fresh ``hubroute serve`` process is started and measured side by side:
 
-1. single prompts, idle server;  2. batches of prompts, idle server;
-3. single prompts while an update (full fine-tuning on posted feedback) runs;
-4. batches while that update runs.
+1. top-1 accuracy and agreement with fp32 on a fixed probe of CMRBench eval prompts;
+2. single prompts from 1 and 4 concurrent clients, and 64-prompt batches, idle server;
+3. for ``--update-inference`` only: the same phases while an update (full fine-tuning on posted
+   feedback) trains in the worker process, then the time until the promoted version is served.
 
 Writes ``bench/results/service_load/results.json`` and ``results.md``.
 
@@ -46,20 +48,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(state: Path, router: Path) -> tuple[subprocess.Popen, str]:
+def start(state: Path, router: Path, inference: str) -> tuple[subprocess.Popen, str]:
+    """Start ``hubroute serve`` on a free loopback port; returns the process and its URL."""
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "hubroute.cli",
-        "serve",
-        "--state",
-        str(state),
-        "--router",
-        str(router),
-        "--port",
-        str(port),
-    ]
+    cmd = [sys.executable, "-m", "hubroute.cli", "serve", "--state", str(state), "--router", str(router)]
+    cmd += ["--port", str(port), "--inference", inference]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -70,6 +63,17 @@ def start(state: Path, router: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.5)
     proc.kill()
     raise RuntimeError("server did not start")
+
+
+def accuracy(url: str, examples: list) -> tuple[dict[str, float], list[str]]:
+    """Top-1 M/D accuracy (%) of the served router on ``examples`` and its top-1 ids."""
+    top: list[str] = []
+    for i in range(0, len(examples), 64):
+        body = {"prompts": [e.prompt for e in examples[i : i + 64]], "k": 1}
+        answer = httpx.post(url + "/v1/route", json=body, timeout=120).json()
+        top += [r["models"][0]["model_id"] for r in answer["results"]]
+    m = 100 * np.mean([t == e.model_id for t, e in zip(top, examples, strict=True)])
+    return {"M": float(m)}, top
 
 
 def phase(url: str, prompts: list[str], *, clients: int, requests: int, batch: int) -> dict:
@@ -121,6 +125,18 @@ def phase(url: str, prompts: list[str], *, clients: int, requests: int, batch: i
     }
 
 
+def idle_phases(url: str, prompts: list[str], args: argparse.Namespace, tag: str) -> dict[str, dict]:
+    """Single prompts from 1 and ``--clients`` clients, then ``--batch``-prompt requests."""
+    phase(url, prompts, clients=1, requests=20, batch=1)  # warm-up
+    return {
+        f"{tag}, single prompt, 1 client": phase(url, prompts, clients=1, requests=args.requests // 2, batch=1),
+        f"{tag}, single prompt, {args.clients} clients": phase(
+            url, prompts, clients=args.clients, requests=args.requests, batch=1
+        ),
+        f"{tag}, {args.batch}-prompt batches": phase(url, prompts, clients=2, requests=40, batch=args.batch),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(HERE.parents[1] / "shared" / "cmrbench"))
@@ -129,58 +145,39 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--feedback", type=int, default=1500)
+    ap.add_argument("--inference", nargs="+", default=["fp32", "bf16", "int8"], help="Precisions to compare.")
+    ap.add_argument("--update-inference", default="int8", help="Precision served while the update runs.")
+    ap.add_argument("--accuracy-examples", type=int, default=512)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stream = load_cmrbench(args.data)
     prompts = [e.prompt for exp in stream for e in exp.eval]
+    rng = random.Random(0)
+    probe = rng.sample([e for exp in stream for e in exp.eval], args.accuracy_examples)
     work = Path(tempfile.mkdtemp(prefix="hubroute-load-"))
     router = EmbeddingRouter(finetune="full", precision="bf16", row_init="card", epochs=2, seed=0)
     router.add_models(stream.all_cards())
     router.save(work / "router")
-    proc, url = start(work / "state", work / "router")
     results: dict[str, dict] = {}
-    try:
-        phase(url, prompts, clients=1, requests=20, batch=1)  # warm-up
-        results["idle, single prompt, 1 client"] = phase(url, prompts, clients=1, requests=args.requests // 2, batch=1)
-        results[f"idle, single prompt, {args.clients} clients"] = phase(
-            url, prompts, clients=args.clients, requests=args.requests, batch=1
-        )
-        results[f"idle, {args.batch}-prompt batches"] = phase(url, prompts, clients=2, requests=40, batch=args.batch)
-        rng = random.Random(0)
-        fb = rng.sample([e for exp in stream for e in exp.train], args.feedback)
-        httpx.post(
-            url + "/v1/feedback",
-            json={"items": [{"prompt": e.prompt, "model_id": e.model_id} for e in fb]},
-            timeout=120,
-        )
-        uid = httpx.post(url + "/v1/updates").json()["id"]
-        while httpx.get(f"{url}/v1/updates/{uid}").json()["stage"] != "training":
-            time.sleep(0.5)
-        results["during update, single prompt, 1 client"] = phase(
-            url, prompts, clients=1, requests=args.requests // 2, batch=1
-        )
-        results[f"during update, single prompt, {args.clients} clients"] = phase(
-            url, prompts, clients=args.clients, requests=args.requests, batch=1
-        )
-        results[f"during update, {args.batch}-prompt batches"] = phase(
-            url, prompts, clients=2, requests=40, batch=args.batch
-        )
-        still_running = httpx.get(f"{url}/v1/updates/{uid}").json()["status"] == "running"
-        t0 = time.time()
-        while (u := httpx.get(f"{url}/v1/updates/{uid}").json())["status"] in ("queued", "running"):
-            time.sleep(1)
-        update = {
-            "id": uid,
-            "status": u["status"],
-            "result": u["result"],
-            "running_through_load": still_running,
-            "finished_after_load_s": time.time() - t0,
-            "version_after": httpx.get(url + "/health").json()["version"],
-        }
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    quality: dict[str, dict] = {}
+    tops: dict[str, list[str]] = {}
+    update: dict = {}
+    for inference in args.inference:
+        proc, url = start(work / f"state-{inference}", work / "router", inference)
+        try:
+            quality[inference], tops[inference] = accuracy(url, probe)
+            results |= idle_phases(url, prompts, args, f"{inference}, idle")
+            if inference == args.update_inference:
+                update, during = update_phases(url, prompts, stream, args, f"{inference}, during update")
+                results |= during
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    for inference, top in tops.items():
+        base = tops.get("fp32", top)
+        agree = [a == b for a, b in zip(top, base, strict=True)]
+        quality[inference]["top1_agreement_with_fp32"] = float(100 * np.mean(agree))
     command = "python " + " ".join(
         shlex.quote(a) for a in [sys.argv[0].replace(str(HERE.parent) + "/", ""), *sys.argv[1:]]
     )
@@ -188,28 +185,89 @@ def main() -> None:
         "command": command,
         "models": len(router.registry_),
         "router": router.get_params(),
+        "quality": quality,
         "phases": results,
         "update": update,
     }
     (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    write_markdown(out, payload, args)
+
+
+def update_phases(url: str, prompts: list[str], stream, args: argparse.Namespace, tag: str) -> tuple[dict, dict]:
+    """Post feedback, start an update, load the server while it trains, then wait for the swap."""
+    rng = random.Random(0)
+    fb = rng.sample([e for exp in stream for e in exp.train], args.feedback)
+    httpx.post(
+        url + "/v1/feedback", json={"items": [{"prompt": e.prompt, "model_id": e.model_id} for e in fb]}, timeout=120
+    )
+    before = httpx.get(url + "/health").json()["version"]
+    uid = httpx.post(url + "/v1/updates").json()["id"]
+    while httpx.get(f"{url}/v1/updates/{uid}").json()["stage"] != "training":
+        time.sleep(0.5)
+    results = {
+        f"{tag}, single prompt, 1 client": phase(url, prompts, clients=1, requests=args.requests // 2, batch=1),
+        f"{tag}, single prompt, {args.clients} clients": phase(
+            url, prompts, clients=args.clients, requests=args.requests, batch=1
+        ),
+        f"{tag}, {args.batch}-prompt batches": phase(url, prompts, clients=2, requests=40, batch=args.batch),
+    }
+    still_running = httpx.get(f"{url}/v1/updates/{uid}").json()["status"] == "running"
+    while (u := httpx.get(f"{url}/v1/updates/{uid}").json())["status"] in ("queued", "running"):
+        time.sleep(0.5)
+    t_done = time.time()
+    version = before
+    while u["status"] == "promoted" and version == before and time.time() - t_done < 300:
+        version = httpx.get(url + "/health").json()["version"]
+        time.sleep(0.2)
+    update = {
+        "id": uid,
+        "status": u["status"],
+        "result": u["result"],
+        "error": u.get("error"),
+        "running_through_load": still_running,
+        "version_before": before,
+        "version_after": version,
+        "swap_s_after_promotion": time.time() - t_done if version != before else None,
+    }
+    return update, results
+
+
+def write_markdown(out: Path, payload: dict, args: argparse.Namespace) -> None:
+    """``results.md``: quality per precision, the phase table and the update outcome."""
+    u = payload["update"]
     lines = [
         "# Service load on loopback (2 CPU cores)",
         "",
-        f"Command: `{command}`  ",
-        f"Router: embedding, all-MiniLM-L6-v2 fine-tunable encoder under bf16 autocast, "
-        f"{len(router.registry_)} models. "
-        f"Update: full fine-tuning on {args.feedback} feedback rows in a worker process (1 thread, nice 10); "
-        f"it was {'still running' if still_running else 'finished'} when the last loaded phase ended; "
-        f"outcome: {update['status']}, serving {update['version_after']} afterwards.",
+        f"Command: `{payload['command']}`  ",
+        f"Router: embedding, all-MiniLM-L6-v2 fine-tunable encoder, rows from the card text, "
+        f"{payload['models']} models; served at each precision below by a fresh `hubroute serve` process.",
+        "",
+        "| inference | top-1 M-Acc on probe (%) | top-1 agreement with fp32 (%) |",
+        "| --- | --- | --- |",
+    ]
+    for inf, q in payload["quality"].items():
+        lines.append(f"| {inf} | {q['M']:.1f} | {q['top1_agreement_with_fp32']:.1f} |")
+    lines += [
         "",
         "| phase | clients | prompts/request | requests | p50 ms | p99 ms | requests/s | prompts/s | errors |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, r in results.items():
+    for name, r in payload["phases"].items():
         lines.append(
             f"| {name} | {r['clients']} | {r['batch']} | {r['requests']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
             f"{r['requests_per_s']:.1f} | {r['prompts_per_s']:.0f} | {r['errors']} |"
         )
+    if u:
+        swap = u["swap_s_after_promotion"]
+        lines += [
+            "",
+            f"Update ({args.update_inference} server): full fine-tuning on {args.feedback} feedback rows in a worker "
+            f"process (1 thread, nice 10); {'still running' if u['running_through_load'] else 'finished'} when the "
+            f"last loaded phase ended; outcome {u['status']}; served {u['version_before']} before and "
+            f"{u['version_after']} after"
+            + (f", swapped {swap:.1f} s after promotion." if swap is not None else ".")
+            + (f" Error: {u['error']}" if u.get("error") else ""),
+        ]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

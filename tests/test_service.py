@@ -24,9 +24,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(state: Path, router: Path | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(state: Path, router: Path | None = None, *extra: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    cmd = [sys.executable, "-m", "hubroute.cli", "serve", "--state", str(state), "--port", str(port)]
+    cmd = [sys.executable, "-m", "hubroute.cli", "serve", "--state", str(state), "--port", str(port), *extra]
     if router is not None:
         cmd += ["--router", str(router)]
     proc = subprocess.Popen(
@@ -207,3 +207,58 @@ def test_sigkill_during_update_keeps_last_good_version_and_feedback(tmp_path, ro
         assert r.status_code == 200
     finally:
         stop(proc)
+
+
+def test_concurrent_requests_are_batched_and_int8_serving_agrees(tmp_path, router_dir, stream):
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = [e.prompt for e in stream[0].eval[:40]]
+    answers = {}
+    for inference in ("fp32", "int8"):
+        proc, url = start_server(tmp_path / inference, router_dir, "--inference", inference)
+        try:
+            with httpx.Client(base_url=url, timeout=60) as c:
+                one = [c.post("/v1/route", json={"prompts": p, "k": 3}).json()["results"][0] for p in prompts]
+            with ThreadPoolExecutor(8) as pool:  # concurrent singles: answered together, same answers
+                many = list(
+                    pool.map(
+                        lambda p, url=url: httpx.post(
+                            f"{url}/v1/route", json={"prompts": p, "k": 3}, timeout=60
+                        ).json()["results"][0],
+                        prompts,
+                    )
+                )
+            if inference == "fp32":  # batching pads differently: scores agree to rounding
+                for a, b in zip(many, one, strict=True):
+                    assert [m["model_id"] for m in a["models"]] == [m["model_id"] for m in b["models"]]
+                    assert [m["score"] for m in a["models"]] == pytest.approx(
+                        [m["score"] for m in b["models"]], abs=1e-3
+                    )
+            else:  # int8 activations are quantised per batch, so a batch's neighbours shift scores a little
+                same = [
+                    a["models"][0]["model_id"] == b["models"][0]["model_id"] for a, b in zip(many, one, strict=True)
+                ]
+                assert sum(same) >= 0.9 * len(same)
+            answers[inference] = [r["models"][0]["model_id"] for r in one]
+        finally:
+            stop(proc)
+    agree = sum(a == b for a, b in zip(answers["fp32"], answers["int8"], strict=True)) / len(prompts)
+    assert agree >= 0.9
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hubroute.cli",
+            "serve",
+            "--state",
+            str(tmp_path / "bad"),
+            "--router",
+            str(router_dir),
+            "--inference",
+            "fp8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "inference precision" in proc.stderr + proc.stdout

@@ -341,13 +341,16 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="Most prompts per route request.")] = 256,
     margin: Annotated[float, typer.Option(help="Promote an update unless held-out M-Acc drops by more.")] = 1.0,
     update_threads: Annotated[int, typer.Option(help="CPU threads of the update worker.")] = 1,
+    inference: Annotated[
+        str, typer.Option(help="Encoder precision while serving: fp32, bf16 (weights) or int8 (dynamic).")
+    ] = "fp32",
 ) -> None:
     """Serve a router over HTTP (OpenAPI at /docs) and keep it current from feedback."""
     import uvicorn
 
     from hubroute.service.app import ServiceConfig, create_app
 
-    cfg = ServiceConfig(max_batch=max_batch, margin=margin, update_threads=update_threads)
+    cfg = ServiceConfig(max_batch=max_batch, margin=margin, update_threads=update_threads, inference=inference)
     application = create_app(state, router_dir, cfg)
     console.print(f"serving {application.state.service.version} on http://{host}:{port}")
     uvicorn.run(application, host=host, port=port, log_level="warning")

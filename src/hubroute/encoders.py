@@ -222,6 +222,22 @@ def uncached(owner: object) -> Iterator[None]:
             e.enabled = True
 
 
+def prepare_encoder(encoder: Encoder, precision: str) -> None:
+    """Convert a :class:`SentenceTransformerEncoder` (possibly inside a :class:`CachedEncoder`)
+    for inference at ``precision``; a cache in front of a converted encoder is switched off, so
+    its vectors never mix with full-precision ones."""
+    from hubroute.inference import convert_for_inference
+
+    inner = encoder.inner if isinstance(encoder, CachedEncoder) else encoder
+    if not isinstance(inner, SentenceTransformerEncoder):
+        raise HubrouteError(f"cannot convert encoder {type(inner).__name__} for inference")
+    inner.model = convert_for_inference(inner.model, precision)
+    if precision != "fp32":
+        inner.name = f"{inner.name}|{precision}"
+        if isinstance(encoder, CachedEncoder):
+            encoder.enabled = False
+
+
 def default_cache_dir() -> Path:
     """``$HUBROUTE_CACHE`` or ``~/.cache/hubroute/embeddings``."""
     env = os.environ.get("HUBROUTE_CACHE")

@@ -70,7 +70,7 @@ class CARvEStrategy(ReplayStrategy):
         lam_proj: float = 5e4,
         anchor_fraction: float = 0.4,
         phase1_lr_proj: float = 0.1,
-        phase1_lr_encoder: float = 0.1,
+        phase1_lr_encoder: float = 1.0,
         phase1_lr_old_rows: float = 0.1,
         phase1_replay_weight: float = 5.0,
         phase2_lr_proj: float = 1.0,
@@ -148,9 +148,12 @@ class CARvEStrategy(ReplayStrategy):
         if self.replay == "random":
             return super().select(router, experience)
         if self._encoder is None:
-            from hubroute.encoders import load_encoder
+            if router.frozen_ is not None and self.coreset_encoder == router.encoder_name:
+                self._encoder = router.frozen_  # the router's own frozen encoder: same space
+            else:
+                from hubroute.encoders import load_encoder
 
-            self._encoder = load_encoder(self.coreset_encoder, device=str(router.device))
+                self._encoder = load_encoder(self.coreset_encoder, device=str(router.device))
         return select_coreset(
             experience.train, self.budget(experience), self._encoder.encode, self.min_per_domain, self.max_per_model
         )

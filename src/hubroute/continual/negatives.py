@@ -28,6 +28,26 @@ from hubroute.errors import HubrouteError
 from hubroute.hub import Registry
 
 
+class _Shuffled:
+    """The rows of one pool, read in a random order that is redrawn after each pass."""
+
+    def __init__(self, rows: np.ndarray):
+        self.rows = rows
+        self.order = rows
+        self.pos = len(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def next(self, m: int, rng: np.random.Generator) -> np.ndarray:
+        """The next ``min(m, len(pool))`` rows (distinct)."""
+        m = min(m, len(self.rows))
+        if self.pos + m > len(self.order):
+            self.order, self.pos = self.rows[rng.permutation(len(self.rows))], 0
+        self.pos += m
+        return self.order[self.pos - m : self.pos]
+
+
 class _RowIndex:
     """Active rows of one registry version grouped by domain and top category."""
 
@@ -35,22 +55,26 @@ class _RowIndex:
         cards = registry.cards
         self.version = registry.version
         self.active = np.flatnonzero(registry.active_mask)
-        self.domain = np.array([c.domain for c in cards], dtype=object)
-        self.family = np.array([c.family for c in cards], dtype=object)
+        self.domain = [c.domain for c in cards]
+        codes: dict[str, int] = {}
+        self.domain_code = np.array([codes.setdefault(c.domain, len(codes)) for c in cards], dtype=np.int64)
+        codes = {}
+        self.family_code = np.array([codes.setdefault(c.family, len(codes)) for c in cards], dtype=np.int64)
         by_domain: dict[str, list[int]] = defaultdict(list)
         by_category: dict[str, list[int]] = defaultdict(list)
         for r in self.active:
             by_domain[cards[r].domain].append(int(r))
             by_category[category_of(cards[r].domain)].append(int(r))
-        self.by_domain = {d: np.array(v) for d, v in by_domain.items()}
-        self.by_category = {c: np.array(v) for c, v in by_category.items()}
-        self._far: dict[str, np.ndarray] = {}
+        self.by_domain = {d: _Shuffled(np.array(v)) for d, v in by_domain.items()}
+        self.by_category = {c: _Shuffled(np.array(v)) for c, v in by_category.items()}
+        self.everything = _Shuffled(self.active)
+        self._far: dict[str, _Shuffled] = {}
 
-    def far(self, category: str) -> np.ndarray:
+    def far(self, category: str) -> _Shuffled:
         """Active rows outside ``category`` (cached)."""
         if category not in self._far:
-            keep = [v for c, v in self.by_category.items() if c != category]
-            self._far[category] = np.concatenate(keep) if keep else np.zeros(0, dtype=int)
+            keep = [v.rows for c, v in self.by_category.items() if c != category]
+            self._far[category] = _Shuffled(np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64))
         return self._far[category]
 
 
@@ -135,42 +159,38 @@ class CandidateSampler:
         k = min(self.k, len(idx.active))
         keys = [(d, int(r)) for d, r in zip(domains, rows, strict=True)]
         self.mine(keys, z, table, registry.active_mask, step)
-        cand = np.empty((len(rows), k), dtype=np.int64)
-        target = np.zeros((len(rows), k), dtype=np.float32)
-        for i, (domain, gold) in enumerate(keys):
-            chosen = self._one(idx, domain, gold, k, rng)
-            cand[i] = chosen
-            target[i] = self._targets(idx, chosen)
-        return torch.from_numpy(cand).to(z.device), torch.from_numpy(target).to(z.device)
+        cand = np.array([self._one(idx, domain, gold, k, rng) for domain, gold in keys], dtype=np.int64)
+        return torch.from_numpy(cand).to(z.device), torch.from_numpy(self._targets(idx, cand)).to(z.device)
 
     def _one(self, idx: _RowIndex, domain: str, gold: int, k: int, rng: np.random.Generator) -> list[int]:
         chosen = [gold]
         seen = {gold}
 
-        def take(pool: np.ndarray | list[int], n: int, shuffle: bool = True) -> None:
+        def take(pool: _Shuffled | list[int], n: int) -> None:
+            """Append up to ``n`` rows of ``pool`` not chosen yet (the next few of a shuffled pool)."""
+            n = min(n, k - len(chosen))
             if n <= 0 or len(pool) == 0:
                 return
-            order = rng.permutation(len(pool)) if shuffle else range(len(pool))
-            got = 0
-            for j in order:
-                r = int(pool[j])
+            rows = pool.next(n + len(seen), rng) if isinstance(pool, _Shuffled) else pool
+            for r in rows:
+                r = int(r)
                 if r not in seen:
                     seen.add(r)
                     chosen.append(r)
-                    got += 1
-                    if got == n or len(chosen) == k:
+                    n -= 1
+                    if n == 0:
                         return
 
-        hard = self.hard_.get((domain, gold), (0, []))[1]
-        take(hard, min(self.n_hard, k - len(chosen)), shuffle=False)
+        take(self.hard_.get((domain, gold), (0, []))[1], self.n_hard)
         gold_domain = idx.domain[gold]
         category = category_of(gold_domain)
         start = len(chosen)
-        take(idx.by_domain.get(gold_domain, []), min(self.n_semantic, k - len(chosen)))
-        take(idx.by_category.get(category, []), min(self.n_semantic - (len(chosen) - start), k - len(chosen)))
-        take(idx.far(category), min(self.n_far, k - len(chosen)))
-        if 2 * (k - len(chosen)) > len(idx.active):  # random fill: dense case, one permutation
-            take(idx.active, k - len(chosen))
+        empty = _Shuffled(np.zeros(0, dtype=np.int64))
+        take(idx.by_domain.get(gold_domain, empty), self.n_semantic)
+        take(idx.by_category.get(category, empty), self.n_semantic - (len(chosen) - start))
+        take(idx.far(category), self.n_far)
+        if 2 * (k - len(chosen)) > len(idx.active):  # random fill: dense case, one pass
+            take(idx.everything, k - len(chosen))
         while len(chosen) < k:  # sparse case: rejection sampling
             r = int(idx.active[rng.integers(len(idx.active))])
             if r not in seen:
@@ -178,14 +198,16 @@ class CandidateSampler:
                 chosen.append(r)
         return chosen
 
-    def _targets(self, idx: _RowIndex, chosen: list[int]) -> np.ndarray:
-        gold = chosen[0]
-        out = np.zeros(len(chosen), dtype=np.float32)
-        rest = np.array(chosen[1:], dtype=np.int64)
-        near = (idx.domain[rest] == idx.domain[gold]) | (idx.family[rest] == idx.family[gold]) if len(rest) else rest
-        if self.gold_mass >= 1 or not np.any(near):
-            out[0] = 1.0
+    def _targets(self, idx: _RowIndex, cand: np.ndarray) -> np.ndarray:
+        """Soft targets ``(b, K)`` for candidate sets ``cand`` (gold in column 0)."""
+        near = (idx.domain_code[cand[:, 1:]] == idx.domain_code[cand[:, :1]]) | (
+            idx.family_code[cand[:, 1:]] == idx.family_code[cand[:, :1]]
+        )
+        n_near = near.sum(1, keepdims=True)
+        out = np.zeros(cand.shape, dtype=np.float32)
+        if self.gold_mass >= 1:
+            out[:, 0] = 1.0
             return out
-        out[0] = self.gold_mass
-        out[1:][near] = (1 - self.gold_mass) / int(np.sum(near))
+        out[:, 1:] = np.where(near, (1 - self.gold_mass) / np.maximum(n_near, 1), 0.0)
+        out[:, 0] = np.where(n_near[:, 0] > 0, self.gold_mass, 1.0)
         return out

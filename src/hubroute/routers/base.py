@@ -40,6 +40,15 @@ class RouteHit:
     family: str
 
 
+@dataclass(frozen=True)
+class RouteRequest:
+    """One routing request: prompts, how many models each, optional domain filter."""
+
+    prompts: list[str]
+    k: int = 5
+    domain: str | None = None
+
+
 class Router(ABC):
     """Base class of every router; see the module docstring for the contract."""
 
@@ -81,6 +90,16 @@ class Router(ABC):
         """The text encoders this router calls (none for lexical routers)."""
         return []
 
+    def prepare_inference(self, precision: str = "fp32") -> Router:
+        """Convert the router's encoders for routing only (``fp32``, ``bf16`` or ``int8``; see
+        :mod:`hubroute.inference`); a converted router can route but no longer learn."""
+        from hubroute.encoders import prepare_encoder
+
+        for enc in self.encoders():
+            prepare_encoder(enc, precision)
+        self.inference_precision_ = precision
+        return self
+
     # -- routing -------------------------------------------------------------------------
     @abstractmethod
     def scores(self, prompts: Sequence[str]) -> np.ndarray:
@@ -112,10 +131,34 @@ class Router(ABC):
         ``domain`` keeps only models of that domain."""
         if isinstance(prompts, str):
             prompts = [prompts]
-        mask = None
-        if domain is not None:
-            mask = np.array([d == domain for d in self.registry_.domains()], dtype=bool)
-        rows, vals = self.rank(list(prompts), k, mask=mask)
+        rows, vals = self.rank(list(prompts), k, mask=self.domain_mask(domain))
+        return self._hits(rows, vals)
+
+    def route_many(self, requests: Sequence[RouteRequest]) -> list[list[list[RouteHit]]]:
+        """Answer several routing requests with one scoring pass over all their prompts (what a
+        server does with requests that arrive together); one :meth:`route` result per request."""
+        if len(self.registry_) == 0:
+            raise HubrouteError("the router knows no models yet: fit it or add model cards first")
+        prompts = [p for r in requests for p in r.prompts]
+        scores = self.scores(prompts) if prompts else np.zeros((0, len(self.registry_)), dtype=np.float32)
+        out, start = [], 0
+        for r in requests:
+            mask = self.registry_.active_mask
+            extra = self.domain_mask(r.domain)
+            if extra is not None:
+                mask &= extra
+            rows, vals = topk(scores[start : start + len(r.prompts)], r.k, mask)
+            out.append(self._hits(rows, vals))
+            start += len(r.prompts)
+        return out
+
+    def domain_mask(self, domain: str | None) -> np.ndarray | None:
+        """Boolean row mask of the models of ``domain`` (``None`` for no domain)."""
+        if domain is None:
+            return None
+        return np.array([d == domain for d in self.registry_.domains()], dtype=bool)
+
+    def _hits(self, rows: np.ndarray, vals: np.ndarray) -> list[list[RouteHit]]:
         card = self.registry_.card
         return [
             [

@@ -89,7 +89,8 @@ class EmbeddingRouter(Router):
     """Trainable router (see the module docstring).
 
     Main parameters: ``encoder`` (name or path), ``finetune`` (frozen/full/lora), ``precision``
-    (``bf16`` runs the trainable encoder under bfloat16 autocast), ``dim``
+    (``bf16`` runs the trainable encoder under bfloat16 autocast while training, and while
+    routing on a GPU; CPU routing stays fp32), ``dim``
     (projection size), ``tau`` (temperature), ``row_init``, ``loss`` and ``n_candidates``,
     ``epochs``, ``batch_size``, learning rates per group (``lr_encoder``, ``lr_proj``,
     ``lr_rows``), ``strategy`` (a name from :data:`hubroute.continual.STRATEGIES` or a
@@ -257,7 +258,10 @@ class EmbeddingRouter(Router):
         model.train(grad)
         out = []
         step = self.batch_size if not grad else len(texts)
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        # bf16 autocast speeds up training; on a CPU it slows small inference batches down (the
+        # weights are cast on every call), so inference stays fp32 there
+        bf16 = self.precision == "bf16" and (grad or self.device.type == "cuda")
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
         for i in range(0, len(texts), step):
             feats = model.preprocess(list(texts[i : i + step]))
             feats = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
@@ -277,6 +281,22 @@ class EmbeddingRouter(Router):
 
     def encoders(self) -> list[Any]:
         return [self.frozen_] if self.frozen_ is not None else []
+
+    def prepare_inference(self, precision: str = "fp32") -> EmbeddingRouter:
+        """Convert the encoder (frozen or trained) for routing only; see :meth:`Router.prepare_inference`."""
+        from hubroute.inference import convert_for_inference
+
+        self._build()
+        super().prepare_inference(precision)
+        if self.st_ is not None:
+            self.st_ = convert_for_inference(self.st_, precision)
+        return self
+
+    def _check_trainable(self) -> None:
+        if getattr(self, "inference_precision_", "fp32") != "fp32":
+            raise HubrouteError(
+                f"this router was converted for {self.inference_precision_} inference; load it again to train it"
+            )
 
     def scores(self, prompts: Sequence[str]) -> np.ndarray:
         self._build()
@@ -352,6 +372,13 @@ class EmbeddingRouter(Router):
             neg[clash] = pool[(torch.searchsorted(pool, neg[clash]) + 1) % len(pool)]
         return torch.cat([rows[:, None], neg], dim=1)
 
+    def _candidate_logits(self, z: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        """``(b, K)`` scores of each prompt against its own candidate rows; only the rows that
+        occur in the batch are normalised and scored (cheap backward for a large table)."""
+        uniq, inverse = torch.unique(cand, return_inverse=True)
+        v = F.normalize(self.table_[uniq], dim=-1)
+        return (z @ v.T).gather(1, inverse) / self.tau
+
     def batch_loss(
         self, items: list[TrainItem], g: torch.Generator | None = None, strategy: Strategy | None = None
     ) -> tuple[torch.Tensor, Batch]:
@@ -367,19 +394,19 @@ class EmbeddingRouter(Router):
         w = torch.tensor([weigh(it) for it in items], dtype=torch.float32, device=self.device)
         active = torch.from_numpy(self.registry_.active_mask).to(self.device)
         z = self.embed(prompts, grad=True)
-        v = self.row_vectors()
         given = None if strategy is None else strategy.candidates(self, items, rows, z.detach(), g)
         if given is not None:
             cand, target = given
-            logits = torch.einsum("bd,bkd->bk", z, v[cand]) / self.tau
+            logits = self._candidate_logits(z, cand)
             ce = -(target * F.log_softmax(logits, dim=-1)).sum(-1)
         else:
+            v = self.row_vectors()
             if self.loss == "full":
                 logits = (z @ v.T / self.tau).masked_fill(~active, float("-inf"))
                 target, cand = rows, None
             else:
                 cand = self._candidates(rows, active, g)
-                logits = torch.einsum("bd,bkd->bk", z, v[cand]) / self.tau
+                logits = self._candidate_logits(z, cand)
                 target = torch.zeros(len(items), dtype=torch.long, device=self.device)
             ce = F.cross_entropy(logits, target, reduction="none")
         loss = (ce * w).sum() / w.sum()
@@ -397,6 +424,7 @@ class EmbeddingRouter(Router):
 
     def _learn(self, experience: Experience) -> None:
         self._build()
+        self._check_trainable()
         strategy = self.strategy_
         strategy.before_experience(self, experience)
         items = strategy.training_data(self, experience)

@@ -28,7 +28,8 @@ from hubroute.encoders import CachedEncoder
 from hubroute.errors import HubrouteError
 from hubroute.hub import ModelCard
 from hubroute.routers import load_router
-from hubroute.routers.base import Router
+from hubroute.routers.base import RouteHit, Router, RouteRequest
+from hubroute.service.batcher import RouteBatcher
 from hubroute.service.metrics import Metrics
 from hubroute.service.store import RUNNING, Store
 from hubroute.service.updater import STORE_FILE, sync_registry
@@ -45,9 +46,10 @@ class ServiceConfig:
     margin: float = 1.0
     holdout_every: int = 5
     update_threads: int = 1
+    inference: str = "fp32"
 
 
-class RouteRequest(BaseModel):
+class RouteBody(BaseModel):
     prompts: str | list[str] = Field(description="One prompt or a list of prompts.")
     k: int = Field(5, description="Models to return per prompt.")
     domain: str | None = Field(None, description="Only route to models of this domain.")
@@ -93,6 +95,13 @@ class Service:
         self._recover_updates()
         self.version = self.versions.current
         self.router: Router = self._load(self.version)
+        self.batcher = RouteBatcher(self._route_group, self.config.max_batch)
+
+    def _route_group(self, requests: list[RouteRequest]) -> list[tuple[list[list[RouteHit]], str]]:
+        """Answer requests that arrived together with one scoring pass (batcher thread)."""
+        with self.lock:
+            version = self.version
+            return [(hits, version) for hits in self.router.route_many(requests)]
 
     def _load(self, version: str) -> Router:
         """Load a version for serving: registry synced with the store, and embedding caches off
@@ -102,7 +111,7 @@ class Service:
         for enc in router.encoders():
             if isinstance(enc, CachedEncoder):
                 enc.enabled = False
-        return router
+        return router.prepare_inference(self.config.inference)
 
     def _recover_updates(self) -> None:
         """Updates left running by a killed server: stop their worker, mark them interrupted."""
@@ -139,24 +148,38 @@ class Service:
                 "--threads",
                 str(self.config.update_threads),
             ]
-            self.worker = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            threading.Thread(target=self._watch, args=(uid, self.worker), daemon=True).start()
+            log = self.state_dir / "updates" / f"{uid}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("wb") as err:
+                self.worker = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+            threading.Thread(target=self._watch, args=(uid, self.worker, log), daemon=True).start()
             return uid
 
-    def _watch(self, uid: int, proc: subprocess.Popen) -> None:
-        _, err = proc.communicate()
-        u = self.store.update(uid) or {}
+    def _watch(self, uid: int, proc: subprocess.Popen, log: Path, poll_s: float = 0.5) -> None:
+        """Follow one update: swap as soon as it is promoted (without waiting for the worker
+        to exit), and mark it failed when the worker dies before finishing."""
+        swapped = False
+        while True:
+            done = proc.poll() is not None
+            u = self.store.update(uid) or {}
+            if not swapped and u.get("status") == "promoted" and u.get("to_version"):
+                swapped = True
+                try:
+                    self.swap(u["to_version"])
+                except Exception as e:  # keep serving the old router; say why on GET /v1/updates/{id}
+                    self.store.set_update(uid, error=f"promoted but not loaded: {type(e).__name__}: {e}")
+            if done:
+                break
+            time.sleep(poll_s)
         if u.get("status") in RUNNING:
-            tail = err.decode(errors="replace").strip().splitlines()[-1:] if err else []
-            self.store.set_update(uid, status="failed", error=f"worker exited with {proc.returncode}: {' '.join(tail)}")
-        elif u.get("status") == "promoted" and u.get("to_version"):
-            try:
-                self.swap(u["to_version"])
-            except Exception as e:  # keep serving the old router; say why on GET /v1/updates/{id}
-                self.store.set_update(uid, error=f"promoted but not loaded: {type(e).__name__}: {e}")
+            lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
+            self.store.set_update(
+                uid, status="failed", error=f"worker exited with {proc.returncode}: {' '.join(lines[-1:])}"
+            )
 
     def stop(self) -> None:
-        """Stop a running worker (server shutdown)."""
+        """Stop the batcher and a running worker (server shutdown)."""
+        self.batcher.close()
         if self.worker is not None and self.worker.poll() is None:
             self.worker.terminate()
 
@@ -212,16 +235,20 @@ def create_app(
         }
 
     @app.post("/v1/route")
-    def route(req: RouteRequest) -> dict[str, Any]:
+    def route(req: RouteBody) -> dict[str, Any]:
         prompts = _validate_prompts(req.prompts, cfg)
         if not 1 <= req.k <= cfg.max_k:
             raise HTTPException(422, f"k must lie between 1 and {cfg.max_k}, got {req.k}")
         t0 = time.perf_counter()
-        with svc.lock:
-            if req.domain is not None and req.domain not in set(svc.router.registry_.domains()):
+        if req.domain is not None:
+            with svc.lock:
+                known = req.domain in set(svc.router.registry_.domains())
+            if not known:
                 raise HTTPException(422, f"unknown domain {req.domain!r}")
-            hits = svc.router.route(prompts, req.k, domain=req.domain)
-            version = svc.version
+        try:
+            hits, version = svc.batcher(RouteRequest(prompts, req.k, req.domain))
+        except HubrouteError as e:  # e.g. a router without models
+            raise HTTPException(409, str(e)) from None
         svc.metrics.route(time.perf_counter() - t0, len(prompts))
         return {
             "version": version,

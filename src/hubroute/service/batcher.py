@@ -1,0 +1,89 @@
+"""Dynamic batching of routing requests: requests that arrive while the router is busy are
+answered together with one encoder pass.
+
+A single worker thread owns the router calls. When it is idle a request runs at once (no added
+wait); while it computes, new requests queue up, and the next pass takes all of them (up to
+``max_prompts`` prompts). On a CPU one encoder pass over many prompts costs far less than one
+pass per prompt, so throughput under concurrency grows and tail latency falls.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from hubroute.routers.base import RouteRequest
+
+# computes one answer per request for a group of requests
+Handler = Callable[[Sequence[RouteRequest]], Sequence[Any]]
+
+
+class RouteBatcher:
+    """Queue of routing requests served in groups by one worker thread.
+
+    ``handler``: answers a group of requests (called from the worker thread only);
+    ``max_prompts``: most prompts per group (a larger single request still runs, alone).
+    """
+
+    def __init__(self, handler: Handler, max_prompts: int = 256):
+        self.handler, self.max_prompts = handler, max_prompts
+        self._queue: deque[tuple[RouteRequest, Future]] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.groups = 0
+        self._thread = threading.Thread(target=self._run, name="route-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: RouteRequest) -> Future:
+        """Queue ``request``; the future resolves to its answer (or raises the handler's error)."""
+        fut: Future = Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the batcher is closed")
+            self._queue.append((request, fut))
+            self._cond.notify()
+        return fut
+
+    def __call__(self, request: RouteRequest, timeout: float | None = None) -> Any:
+        """Submit and wait for the answer."""
+        return self.submit(request).result(timeout)
+
+    def close(self) -> None:
+        """Stop the worker after the queued requests are answered."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout=10)
+
+    def _take(self) -> list[tuple[RouteRequest, Future]]:
+        group = [self._queue.popleft()]
+        n = len(group[0][0].prompts)
+        while self._queue and n + len(self._queue[0][0].prompts) <= self.max_prompts:
+            req, fut = self._queue.popleft()
+            group.append((req, fut))
+            n += len(req.prompts)
+        return group
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                group = self._take()
+            live = [(r, f) for r, f in group if f.set_running_or_notify_cancel()]
+            if not live:
+                continue
+            self.groups += 1
+            try:
+                answers = self.handler([r for r, _ in live])
+            except BaseException as e:  # every waiting request gets the error
+                for _, f in live:
+                    f.set_exception(e)
+                continue
+            for (_, f), a in zip(live, answers, strict=True):
+                f.set_result(a)

@@ -1,0 +1,79 @@
+"""Dynamic batching of routing requests, and Router.route_many."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from hubroute.routers import make_router
+from hubroute.routers.base import RouteRequest
+from hubroute.service.batcher import RouteBatcher
+
+
+def test_requests_that_arrive_while_busy_are_answered_together():
+    seen: list[int] = []
+    started, gate = threading.Event(), threading.Event()
+
+    def handler(reqs):
+        if not seen:
+            started.set()
+            gate.wait(5)  # hold the first group until the others have queued
+        seen.append(len(reqs))
+        return [r.prompts[0].upper() for r in reqs]
+
+    b = RouteBatcher(handler, max_prompts=8)
+    futures = [b.submit(RouteRequest(["p0"]))]
+    assert started.wait(5)
+    futures += [b.submit(RouteRequest([f"p{i}"])) for i in range(1, 6)]
+    gate.set()
+    assert [f.result(5) for f in futures] == [f"P{i}" for i in range(6)]
+    assert seen == [1, 5]  # the first ran at once; the five that queued behind it ran as one group
+    b.close()
+
+
+def test_group_size_is_capped_and_errors_reach_every_waiting_request():
+    gate = threading.Event()
+    sizes: list[int] = []
+
+    def handler(reqs):
+        gate.wait(5)
+        sizes.append(sum(len(r.prompts) for r in reqs))
+        if any(r.prompts[0] == "boom" for r in reqs):
+            raise ValueError("bad group")
+        return [len(r.prompts) for r in reqs]
+
+    b = RouteBatcher(handler, max_prompts=4)
+    first = b.submit(RouteRequest(["a"]))
+    time.sleep(0.05)  # the worker holds "a"; the rest queue behind it
+    rest = [b.submit(RouteRequest(["x", "y", "z"])) for _ in range(3)]
+    gate.set()
+    assert first.result(5) == 1 and [f.result(5) for f in rest] == [3, 3, 3]
+    assert max(sizes) <= 4
+    gate.clear()
+    bad = [b.submit(RouteRequest(["boom"])), b.submit(RouteRequest(["fine"]))]
+    time.sleep(0.05)
+    gate.set()
+    for f in bad:
+        with pytest.raises(ValueError, match="bad group"):
+            f.result(5)
+    b.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        b.submit(RouteRequest(["late"]))
+
+
+def test_route_many_matches_route_per_request(small_stream):
+    router = make_router("bm25")
+    for exp in small_stream:
+        router.fit(exp)
+    domain = router.registry_.domains()[0]
+    reqs = [
+        RouteRequest([e.prompt for e in small_stream[0].eval[:3]], 5),
+        RouteRequest([small_stream[1].eval[0].prompt], 2, domain),
+        RouteRequest([e.prompt for e in small_stream[2].eval[:2]], 7),
+    ]
+    got = router.route_many(reqs)
+    for req, hits in zip(reqs, got, strict=True):
+        assert hits == router.route(req.prompts, req.k, domain=req.domain)
+    assert all(h.domain == domain for h in got[1][0])
