@@ -88,7 +88,7 @@ def targets(results: dict[str, StreamResult]) -> list[str]:
         gain, ratio = c["final_average"] - r["final_average"], c["forgetting"] / max(r["forgetting"], 1e-9)
         lines.append(
             f"- (a) CARvE 10 % vs random replay 10 %: D {c['final_average']:.1f} vs {r['final_average']:.1f} "
-            f"(+{gain:.1f}, need +3.0), D-forgetting {c['forgetting']:.1f} vs {r['forgetting']:.1f} "
+            f"({gain:+.1f}, need +3.0), D-forgetting {c['forgetting']:.1f} vs {r['forgetting']:.1f} "
             f"(ratio {ratio:.2f}, need <= 0.50): {verdict(gain >= 3 and ratio <= 0.5)}"
         )
     if carve and joint:
@@ -159,7 +159,13 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="Run only these labels.")
     ap.add_argument("--max-examples", type=int, default=None, help="First N records per split (quick checks).")
     ap.add_argument("--resume", action="store_true", help="Keep runs already in results.json.")
+    ap.add_argument("--report-only", action="store_true", help="Rewrite results.md from results.json; run nothing.")
     args = ap.parse_args()
+    if args.report_only:
+        payload = json.loads((Path(args.out) / "results.json").read_text())
+        results = {k: StreamResult.from_dict(v) for k, v in payload["runs"].items()}
+        write_markdown(Path(args.out), payload, {k: results[k] for k in RUNS if k in results})
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stream = load_cmrbench(args.data, "public", max_examples=args.max_examples)

@@ -77,3 +77,15 @@ def test_route_many_matches_route_per_request(small_stream):
     for req, hits in zip(reqs, got, strict=True):
         assert hits == router.route(req.prompts, req.k, domain=req.domain)
     assert all(h.domain == domain for h in got[1][0])
+
+
+def test_an_exception_answer_fails_only_its_own_request():
+    def handler(reqs):
+        return [KeyError(r.prompts[0]) if r.prompts[0] == "bad" else r.prompts[0] for r in reqs]
+
+    b = RouteBatcher(handler)
+    good, bad = b.submit(RouteRequest(["ok"])), b.submit(RouteRequest(["bad"]))
+    assert good.result(5) == "ok"
+    with pytest.raises(KeyError):
+        bad.result(5)
+    b.close()

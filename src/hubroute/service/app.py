@@ -8,6 +8,7 @@ swapped in under the lock.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 import hubroute
@@ -34,6 +35,10 @@ from hubroute.service.metrics import Metrics
 from hubroute.service.store import RUNNING, Store
 from hubroute.service.updater import STORE_FILE, sync_registry
 from hubroute.service.versions import Versions
+
+
+class UnknownDomain(HubrouteError):
+    """A route request named a domain no registered model has."""
 
 
 @dataclass
@@ -97,11 +102,20 @@ class Service:
         self.router: Router = self._load(self.version)
         self.batcher = RouteBatcher(self._route_group, self.config.max_batch)
 
-    def _route_group(self, requests: list[RouteRequest]) -> list[tuple[list[list[RouteHit]], str]]:
-        """Answer requests that arrived together with one scoring pass (batcher thread)."""
+    def _route_group(self, requests: list[RouteRequest]) -> list[tuple[list[list[RouteHit]], str] | Exception]:
+        """Answer requests that arrived together with one scoring pass (batcher thread); a request
+        naming an unknown domain gets an :class:`UnknownDomain` error instead."""
         with self.lock:
             version = self.version
-            return [(hits, version) for hits in self.router.route_many(requests)]
+            known = set(self.router.registry_.domains()) if any(r.domain for r in requests) else set()
+            valid = [r for r in requests if r.domain is None or r.domain in known]
+            answers = iter(self.router.route_many(valid)) if valid else iter(())
+        return [
+            (next(answers), version)
+            if r.domain is None or r.domain in known
+            else UnknownDomain(f"unknown domain {r.domain!r}")
+            for r in requests
+        ]
 
     def _load(self, version: str) -> Router:
         """Load a version for serving: registry synced with the store, and embedding caches off
@@ -235,25 +249,20 @@ def create_app(
         }
 
     @app.post("/v1/route")
-    def route(req: RouteBody) -> dict[str, Any]:
+    async def route(req: RouteBody) -> JSONResponse:
         prompts = _validate_prompts(req.prompts, cfg)
         if not 1 <= req.k <= cfg.max_k:
             raise HTTPException(422, f"k must lie between 1 and {cfg.max_k}, got {req.k}")
         t0 = time.perf_counter()
-        if req.domain is not None:
-            with svc.lock:
-                known = req.domain in set(svc.router.registry_.domains())
-            if not known:
-                raise HTTPException(422, f"unknown domain {req.domain!r}")
-        try:
-            hits, version = svc.batcher(RouteRequest(prompts, req.k, req.domain))
+        try:  # awaited on the event loop: no worker thread is held while the batcher computes
+            hits, version = await asyncio.wrap_future(svc.batcher.submit(RouteRequest(prompts, req.k, req.domain)))
+        except UnknownDomain as e:
+            raise HTTPException(422, str(e)) from None
         except HubrouteError as e:  # e.g. a router without models
             raise HTTPException(409, str(e)) from None
         svc.metrics.route(time.perf_counter() - t0, len(prompts))
-        return {
-            "version": version,
-            "results": [{"prompt": p, "models": [h.__dict__ for h in hs]} for p, hs in zip(prompts, hits, strict=True)],
-        }
+        results = [{"prompt": p, "models": [h.__dict__ for h in hs]} for p, hs in zip(prompts, hits, strict=True)]
+        return JSONResponse({"version": version, "results": results})
 
     @app.get("/v1/models")
     def list_models(status: str | None = None, offset: int = 0, limit: int = 100) -> dict[str, Any]:

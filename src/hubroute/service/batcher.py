@@ -24,7 +24,8 @@ Handler = Callable[[Sequence[RouteRequest]], Sequence[Any]]
 class RouteBatcher:
     """Queue of routing requests served in groups by one worker thread.
 
-    ``handler``: answers a group of requests (called from the worker thread only);
+    ``handler``: answers a group of requests (called from the worker thread only); an answer
+    that is an exception is raised to that request's caller alone;
     ``max_prompts``: most prompts per group (a larger single request still runs, alone).
     """
 
@@ -86,4 +87,7 @@ class RouteBatcher:
                     f.set_exception(e)
                 continue
             for (_, f), a in zip(live, answers, strict=True):
-                f.set_result(a)
+                if isinstance(a, BaseException):  # the handler's verdict on this request alone
+                    f.set_exception(a)
+                else:
+                    f.set_result(a)
