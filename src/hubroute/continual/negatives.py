@@ -83,8 +83,9 @@ class CandidateSampler:
 
     ``k``: set size (capped by the number of active models); ``n_hard``, ``n_semantic``,
     ``n_far``: how many of each kind at most; ``remine_every``: steps before a cached hard-negative
-    entry is mined again; ``gold_mass``: target probability of the gold model; ``seed``.
-    Learned state: ``hard_`` — ``(domain, gold row) -> (step mined, rows)``.
+    entry is mined again; ``gold_mass``: target probability of the gold model. Randomness comes
+    from the generator passed to :meth:`build`. Learned state: ``hard_`` —
+    ``(domain, gold row) -> (step mined, rows)``; ``n_mined_``: entries mined so far.
     """
 
     def __init__(
@@ -123,7 +124,9 @@ class CandidateSampler:
             self._index, self._index_key = _RowIndex(registry), key
         return self._index
 
-    def mine(self, keys: list[tuple[str, int]], z: torch.Tensor, table: torch.Tensor, active: np.ndarray, step: int):
+    def mine(
+        self, keys: list[tuple[str, int]], z: torch.Tensor, table: torch.Tensor, active: np.ndarray, step: int
+    ) -> None:
         """Refresh the hard negatives of every stale key from the unit prompt vectors ``z``
         scored against the unit row vectors ``table`` (no gradient)."""
         fresh = {key for key, (mined, _) in self.hard_.items() if step - mined < self.remine_every}
