@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+from common import command_line, router_config
 from hubroute.data.cmrbench import load_cmrbench
 from hubroute.evaluation.report import matrix_table
 from hubroute.evaluation.runner import StreamResult, run_stream
@@ -169,22 +168,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stream = load_cmrbench(args.data, "public", max_examples=args.max_examples)
-    router_cfg = {
-        "finetune": args.finetune,
-        "precision": args.precision,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "tau": 0.05,
-        "loss": "full",
-        "row_init": "prompt_mean",
-        "lr_encoder": 1e-4,
-        "lr_proj": args.lr_proj,
-        "lr_rows": 3e-4,
-    }
-    command = "python " + " ".join(
-        shlex.quote(a) for a in [sys.argv[0].replace(str(HERE.parent) + "/", ""), *sys.argv[1:]]
-    )
+    router_cfg = router_config(args, lr_proj=args.lr_proj)
+    command = command_line()
     path = out / "results.json"
     payload = {"command": command, "router": router_cfg, "runs": {}}
     if args.resume and path.is_file():

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import random
-import shlex
 import socket
 import subprocess
 import sys
@@ -36,6 +35,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import httpx
 import numpy as np
 
+from common import command_line
 from hubroute.data.cmrbench import load_cmrbench
 from hubroute.routers import EmbeddingRouter
 
@@ -178,9 +178,7 @@ def main() -> None:
         base = tops.get("fp32", top)
         agree = [a == b for a, b in zip(top, base, strict=True)]
         quality[inference]["top1_agreement_with_fp32"] = float(100 * np.mean(agree))
-    command = "python " + " ".join(
-        shlex.quote(a) for a in [sys.argv[0].replace(str(HERE.parent) + "/", ""), *sys.argv[1:]]
-    )
+    command = command_line()
     payload = {
         "command": command,
         "models": len(router.registry_),

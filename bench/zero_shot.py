@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+from common import command_line
 from hubroute.data.cmrbench import load_cmrbench
 from hubroute.encoders import load_encoder
 from hubroute.evaluation.report import matrix_table, plot, summary_table
@@ -76,9 +75,7 @@ def main() -> None:
             flush=True,
         )
 
-    command = "python " + " ".join(
-        shlex.quote(a) for a in [sys.argv[0].replace(str(HERE.parent) + "/", ""), *sys.argv[1:]]
-    )
+    command = command_line()
     payload = {
         "command": command,
         "encoder": encoder.name,
