@@ -53,6 +53,7 @@ RUNS: dict[str, tuple[str, dict, dict]] = {
     "carve 10%: rows from random": ("carve", {"ratio": 0.1}, {"row_init": "random"}),
     "carve 10%: rows from cards": ("carve", {"ratio": 0.1}, {"row_init": "card"}),
     "carve 10%: paper router (tau 0.08, 5 epochs)": ("carve", {"ratio": 0.1}, {"tau": 0.08, "epochs": 5}),
+    "reference: prompt-mean rows, no training": ("naive", {}, {"epochs": 0}),
 }
 HEADLINE = ("carve 10%", "replay 10%", "joint", "cumulative")
 # paper targets of the issue: (a) +3 D over replay 10 % at <= half its D-forgetting; (d) beyond the paper
