@@ -18,18 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from common import command_line, router_config
+from common import command_line, router_config, run_labelled
 from hubroute.data.cmrbench import load_cmrbench
 from hubroute.evaluation.report import matrix_table
-from hubroute.evaluation.runner import StreamResult, run_stream
+from hubroute.evaluation.runner import StreamResult
 from hubroute.routers import EmbeddingRouter
-from hubroute.seed import seed_everything
 
 HERE = Path(__file__).resolve().parent
 
@@ -183,20 +181,8 @@ def main() -> None:
     for label in args.only or list(RUNS):
         if label in payload["runs"]:
             continue
-        name, params, overrides = RUNS[label]
-        seed_everything(args.seed)
-        router = EmbeddingRouter(strategy=name, strategy_params=params, **{**router_cfg, **overrides})
-        t0 = time.perf_counter()
-        res = run_stream(router, stream, ks=(1, 3, 10), seed=args.seed, latency=False)
-        payload["runs"][label] = res.to_dict() | {"wall_s": time.perf_counter() - t0}
-        s = res.summary()
-        print(
-            f"{label:45s} M {s['M']['final_average']:5.1f} F {s['F']['final_average']:5.1f} "
-            f"D {s['D']['final_average']:5.1f} D@3 {s['D']['final_top3']:5.1f} "
-            f"D-forgetting {s['D']['forgetting']:5.1f}  cpu {sum(_cpu(res)):6.1f} s  "
-            f"{time.perf_counter() - t0:.0f} s",
-            flush=True,
-        )
+        res, wall = run_labelled(label, RUNS[label], router_cfg, stream, args.seed)
+        payload["runs"][label] = res.to_dict() | {"wall_s": wall}
         path.write_text(json.dumps(payload, indent=2) + "\n")
     all_results = {k: StreamResult.from_dict(v) for k, v in payload["runs"].items()}
     write_markdown(out, payload, {k: all_results[k] for k in RUNS if k in all_results})

@@ -6,8 +6,14 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+from hubroute.evaluation.runner import StreamResult, run_stream
+from hubroute.hub import Stream
+from hubroute.routers import EmbeddingRouter
+from hubroute.seed import seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,3 +40,26 @@ def router_config(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
         "lr_proj": 1e-3,
         "lr_rows": 3e-4,
     } | overrides
+
+
+def run_labelled(
+    label: str, spec: tuple[str, dict, dict], router_cfg: dict[str, Any], stream: Stream, seed: int
+) -> tuple[StreamResult, float]:
+    """Run one continual benchmark entry ``spec = (strategy, strategy params, router overrides)``
+    along ``stream`` from a fresh seeded router; print its summary line; return the result and
+    its wall seconds."""
+    name, params, overrides = spec
+    seed_everything(seed)
+    router = EmbeddingRouter(strategy=name, strategy_params=params, **{**router_cfg, **overrides})
+    t0 = time.perf_counter()
+    res = run_stream(router, stream, ks=(1, 3, 10), seed=seed, latency=False)
+    wall = time.perf_counter() - t0
+    s = res.summary()
+    cpu = sum(f.cpu_s for f in res.fits)
+    print(
+        f"{label:45s} M {s['M']['final_average']:5.1f} F {s['F']['final_average']:5.1f} "
+        f"D {s['D']['final_average']:5.1f} D@3 {s['D']['final_top3']:5.1f} "
+        f"D-forgetting {s['D']['forgetting']:5.1f}  cpu {cpu:6.1f} s  {wall:.0f} s",
+        flush=True,
+    )
+    return res, wall

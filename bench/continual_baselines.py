@@ -17,18 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from common import command_line, router_config
+from common import command_line, router_config, run_labelled
 from hubroute.data.cmrbench import load_cmrbench
 from hubroute.evaluation.report import matrix_table
-from hubroute.evaluation.runner import StreamResult, run_stream
-from hubroute.routers import EmbeddingRouter
-from hubroute.seed import seed_everything
+from hubroute.evaluation.runner import StreamResult
 
 HERE = Path(__file__).resolve().parent
 
@@ -97,7 +94,6 @@ def main() -> None:
     command = command_line()
     path = out / "results.json"
     payload = {"command": command, "router": router_cfg, "runs": {}}
-    results: dict[str, StreamResult] = {}
     if args.resume and path.is_file():
         previous = json.loads(path.read_text())
         payload["runs"] = previous["runs"]
@@ -107,20 +103,8 @@ def main() -> None:
     for label in labels:
         if label in payload["runs"]:
             continue
-        name, params, overrides = STRATEGIES[label]
-        seed_everything(args.seed)
-        router = EmbeddingRouter(strategy=name, strategy_params=params, **{**router_cfg, **overrides})
-        t0 = time.perf_counter()
-        res = run_stream(router, stream, ks=(1, 3, 10), seed=args.seed, latency=False)
-        payload["runs"][label] = res.to_dict() | {"wall_s": time.perf_counter() - t0}
-        results[label] = res
-        s = res.summary()
-        print(
-            f"{label:20s} M {s['M']['final_average']:5.1f} F {s['F']['final_average']:5.1f} "
-            f"D {s['D']['final_average']:5.1f}  D-forgetting {s['D']['forgetting']:5.1f}  "
-            f"{time.perf_counter() - t0:.0f} s",
-            flush=True,
-        )
+        res, wall = run_labelled(label, STRATEGIES[label], router_cfg, stream, args.seed)
+        payload["runs"][label] = res.to_dict() | {"wall_s": wall}
         path.write_text(json.dumps(payload, indent=2) + "\n")
     all_results = {k: StreamResult.from_dict(v) for k, v in payload["runs"].items()}
     write_markdown(out, payload, {k: all_results[k] for k in STRATEGIES if k in all_results})

@@ -125,9 +125,8 @@ def phase(url: str, prompts: list[str], *, clients: int, requests: int, batch: i
     }
 
 
-def idle_phases(url: str, prompts: list[str], args: argparse.Namespace, tag: str) -> dict[str, dict]:
+def load_phases(url: str, prompts: list[str], args: argparse.Namespace, tag: str) -> dict[str, dict]:
     """Single prompts from 1 and ``--clients`` clients, then ``--batch``-prompt requests."""
-    phase(url, prompts, clients=1, requests=20, batch=1)  # warm-up
     return {
         f"{tag}, single prompt, 1 client": phase(url, prompts, clients=1, requests=args.requests // 2, batch=1),
         f"{tag}, single prompt, {args.clients} clients": phase(
@@ -167,7 +166,8 @@ def main() -> None:
         proc, url = start(work / f"state-{inference}", work / "router", inference)
         try:
             quality[inference], tops[inference] = accuracy(url, probe)
-            results |= idle_phases(url, prompts, args, f"{inference}, idle")
+            phase(url, prompts, clients=1, requests=20, batch=1)  # warm-up
+            results |= load_phases(url, prompts, args, f"{inference}, idle")
             if inference == args.update_inference:
                 update, during = update_phases(url, prompts, stream, args, f"{inference}, during update")
                 results |= during
@@ -202,13 +202,7 @@ def update_phases(url: str, prompts: list[str], stream, args: argparse.Namespace
     uid = httpx.post(url + "/v1/updates").json()["id"]
     while httpx.get(f"{url}/v1/updates/{uid}").json()["stage"] != "training":
         time.sleep(0.5)
-    results = {
-        f"{tag}, single prompt, 1 client": phase(url, prompts, clients=1, requests=args.requests // 2, batch=1),
-        f"{tag}, single prompt, {args.clients} clients": phase(
-            url, prompts, clients=args.clients, requests=args.requests, batch=1
-        ),
-        f"{tag}, {args.batch}-prompt batches": phase(url, prompts, clients=2, requests=40, batch=args.batch),
-    }
+    results = load_phases(url, prompts, args, tag)
     still_running = httpx.get(f"{url}/v1/updates/{uid}").json()["status"] == "running"
     while (u := httpx.get(f"{url}/v1/updates/{uid}").json())["status"] in ("queued", "running"):
         time.sleep(0.5)

@@ -98,20 +98,12 @@ class CARvEStrategy(ReplayStrategy):
         self.replay, self.min_per_domain, self.max_per_model = replay, min_per_domain, max_per_model
         self.coreset_encoder = coreset_encoder
         self.anchor_fraction = anchor_fraction
-        self.phases = {
-            1: {
-                "proj": phase1_lr_proj,
-                "encoder": phase1_lr_encoder,
-                "old_rows": phase1_lr_old_rows,
-                "replay_weight": phase1_replay_weight,
-            },
-            2: {
-                "proj": phase2_lr_proj,
-                "encoder": phase2_lr_encoder,
-                "old_rows": phase2_lr_old_rows,
-                "replay_weight": phase2_replay_weight,
-            },
-        }
+        self.phases = {  # per phase, keyed as the constructor names them after "phaseN_"
+            1: {"lr_proj": phase1_lr_proj, "lr_encoder": phase1_lr_encoder,
+                "lr_old_rows": phase1_lr_old_rows, "replay_weight": phase1_replay_weight},
+            2: {"lr_proj": phase2_lr_proj, "lr_encoder": phase2_lr_encoder,
+                "lr_old_rows": phase2_lr_old_rows, "replay_weight": phase2_replay_weight},
+        }  # fmt: skip
         self.use_candidates, self.domain_batching = candidates, domain_batching
         self.domains_per_batch = domains_per_batch
         self.anchor_ = Anchor(anchor, lam_emb, lam_proj)
@@ -138,8 +130,7 @@ class CARvEStrategy(ReplayStrategy):
             "seed": self.seed,
         }
         for phase, values in self.phases.items():
-            for key, value in values.items():
-                params[f"phase{phase}_{key if key == 'replay_weight' else 'lr_' + key}"] = value
+            params.update({f"phase{phase}_{key}": value for key, value in values.items()})
         return params
 
     # -- replay ----------------------------------------------------------------------------
@@ -181,14 +172,14 @@ class CARvEStrategy(ReplayStrategy):
         for group in optimizer.param_groups:
             name = group.get("name")
             if name in base:
-                group["lr"] = base[name] * self.phases[self.phase_].get(name, 1.0)
+                group["lr"] = base[name] * self.phases[self.phase_].get(f"lr_{name}", 1.0)
 
     def item_weight(self, item: TrainItem) -> float:
         return item.weight * (self.phases[self.phase_]["replay_weight"] if item.replayed else 1.0)
 
     def row_step_scale(self, router: EmbeddingRouter) -> torch.Tensor | None:
         n_old = self.anchor_.n_rows
-        factor = self.phases[self.phase_]["old_rows"]
+        factor = self.phases[self.phase_]["lr_old_rows"]
         if n_old == 0 or factor == 1.0:
             return None
         scale = torch.ones(len(router.registry_), device=router.device)

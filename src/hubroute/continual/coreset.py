@@ -66,6 +66,7 @@ def farthest_points(
     x = np.asarray(x, dtype=np.float64)
     dist = np.full(len(x), np.inf)
     usable = np.ones(len(x), dtype=bool)
+    labels = np.asarray(groups, dtype=object) if groups is not None else None
     used: dict[str, int] = defaultdict(int)
     picked: list[int] = []
     key = ((x - x.mean(0)) ** 2).sum(1)  # first pick: nearest the centroid
@@ -73,10 +74,10 @@ def farthest_points(
         choice = int(np.flatnonzero(usable)[np.argmin(key[usable])])
         usable[choice] = False
         picked.append(choice)
-        if groups is not None and max_per_group is not None:
-            used[groups[choice]] += 1
-            if used[groups[choice]] >= max_per_group:
-                usable &= np.array([g != groups[choice] for g in groups])
+        if labels is not None and max_per_group is not None:
+            used[labels[choice]] += 1
+            if used[labels[choice]] >= max_per_group:
+                usable &= labels != labels[choice]
         dist = np.minimum(dist, ((x - x[choice]) ** 2).sum(1))
         key = -dist
     return picked

@@ -129,8 +129,8 @@ class CandidateSampler:
     ) -> None:
         """Refresh the hard negatives of every stale key from the unit prompt vectors ``z``
         scored against the unit row vectors ``table`` (no gradient)."""
-        fresh = {key for key, (mined, _) in self.hard_.items() if step - mined < self.remine_every}
-        stale = [i for i, key in enumerate(keys) if key not in fresh]
+        never = -self.remine_every  # a key not mined yet is stale
+        stale = [i for i, key in enumerate(keys) if step - self.hard_.get(key, (never, []))[0] >= self.remine_every]
         if not stale or self.n_hard == 0:
             return
         with torch.no_grad():

@@ -56,6 +56,7 @@ class Router(ABC):
 
     def __init__(self, registry: Registry | None = None):
         self.registry_ = registry if registry is not None else Registry()
+        self.inference_precision_ = "fp32"  # set by prepare_inference
 
     # -- learning ------------------------------------------------------------------------
     def fit(self, experience: Experience) -> Router:

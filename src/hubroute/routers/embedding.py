@@ -256,7 +256,7 @@ class EmbeddingRouter(Router):
         if self.finetune == "frozen":
             return torch.from_numpy(self.frozen_.encode(list(texts))).to(self.device)
         model = st if st is not None else self.st_
-        if model.training != grad:  # .train() walks every submodule: ~1 ms a call
+        if model.training != grad:  # .train() walks every submodule; skip it when nothing changes
             model.train(grad)
         if not len(texts):
             return torch.zeros((0, self.proj_.in_features), device=self.device)
@@ -264,8 +264,8 @@ class EmbeddingRouter(Router):
         # INFERENCE_CHUNK, so each chunk pads to similar lengths (the order is restored after)
         order = list(range(len(texts))) if grad else sorted(range(len(texts)), key=lambda i: len(texts[i]))
         step = len(texts) if grad else INFERENCE_CHUNK
-        # bf16 autocast speeds up training; on a CPU it slows small inference batches down (the
-        # weights are cast on every call), so inference stays fp32 there
+        # bf16 autocast is for training (and GPU routing); it casts the weights on every call, so
+        # CPU routing stays fp32 (converted weights: prepare_inference)
         bf16 = self.precision == "bf16" and (grad or self.device.type == "cuda")
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
         out = []
@@ -305,7 +305,7 @@ class EmbeddingRouter(Router):
         return self
 
     def _check_trainable(self) -> None:
-        if getattr(self, "inference_precision_", "fp32") != "fp32":
+        if self.inference_precision_ != "fp32":
             raise HubrouteError(
                 f"this router was converted for {self.inference_precision_} inference; load it again to train it"
             )
