@@ -342,8 +342,12 @@ def serve(
     margin: Annotated[float, typer.Option(help="Promote an update unless held-out M-Acc drops by more.")] = 1.0,
     update_threads: Annotated[int, typer.Option(help="CPU threads of the update worker.")] = 1,
     inference: Annotated[
-        str, typer.Option(help="Encoder precision while serving: fp32, bf16 (weights) or int8 (dynamic).")
-    ] = "fp32",
+        str,
+        typer.Option(
+            help="Encoder runtime while serving: fp32, bf16 (weights), int8 (dynamic), "
+            "onnx (ONNX Runtime, fp32: the same routes as fp32, faster) or onnx-int8 (fastest; int8 weights)."
+        ),
+    ] = "onnx",
 ) -> None:
     """Serve a router over HTTP (OpenAPI at /docs) and keep it current from feedback."""
     import uvicorn

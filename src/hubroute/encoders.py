@@ -222,16 +222,17 @@ def uncached(owner: object) -> Iterator[None]:
             e.enabled = True
 
 
-def prepare_encoder(encoder: Encoder, precision: str) -> None:
+def prepare_encoder(encoder: Encoder, precision: str, cache_dir: str | Path | None = None) -> None:
     """Convert a :class:`SentenceTransformerEncoder` (possibly inside a :class:`CachedEncoder`)
-    for inference at ``precision``; a cache in front of a converted encoder is switched off, so
-    its vectors never mix with full-precision ones."""
+    for inference at ``precision`` (ONNX graphs kept in ``cache_dir``, see
+    :func:`~hubroute.inference.convert_for_inference`); a cache in front of a converted encoder is
+    switched off, so its vectors never mix with full-precision ones."""
     from hubroute.inference import convert_for_inference
 
     inner = encoder.inner if isinstance(encoder, CachedEncoder) else encoder
     if not isinstance(inner, SentenceTransformerEncoder):
         raise HubrouteError(f"cannot convert encoder {type(inner).__name__} for inference")
-    inner.model = convert_for_inference(inner.model, precision)
+    inner.model = convert_for_inference(inner.model, precision, cache_dir)
     if precision != "fp32":
         inner.name = f"{inner.name}|{precision}"
         if isinstance(encoder, CachedEncoder):

@@ -91,13 +91,15 @@ class Router(ABC):
         """The text encoders this router calls (none for lexical routers)."""
         return []
 
-    def prepare_inference(self, precision: str = "fp32") -> Router:
-        """Convert the router's encoders for routing only (``fp32``, ``bf16`` or ``int8``; see
-        :mod:`hubroute.inference`); a converted router can route but no longer learn."""
+    def prepare_inference(self, precision: str = "fp32", cache_dir: str | Path | None = None) -> Router:
+        """Convert the router's encoders for routing only (``fp32``, ``bf16``, ``int8``, ``onnx`` or
+        ``onnx-int8``; see :mod:`hubroute.inference`); a converted router can route but no longer
+        learn. ``cache_dir``: where exported ONNX graphs are kept and reused (one subfolder per
+        encoder); key it to this router's weights, e.g. its saved folder."""
         from hubroute.encoders import prepare_encoder
 
-        for enc in self.encoders():
-            prepare_encoder(enc, precision)
+        for i, enc in enumerate(self.encoders()):
+            prepare_encoder(enc, precision, Path(cache_dir) / f"encoder-{i}" if cache_dir is not None else None)
         self.inference_precision_ = precision
         return self
 

@@ -44,7 +44,7 @@ PRECISIONS = ("fp32", "bf16")
 WEIGHTS_FILE = "weights.safetensors"
 STRATEGY_TENSORS = "strategy.safetensors"
 STATE_FILE = "state.json"
-INFERENCE_CHUNK = 16  # prompts per encoder call when routing (length-sorted)
+INFERENCE_CHUNK = 8  # prompts per encoder call when routing (length-sorted; bench/inference_speed.py)
 
 
 @dataclass
@@ -294,14 +294,14 @@ class EmbeddingRouter(Router):
     def encoders(self) -> list[Any]:
         return [self.frozen_] if self.frozen_ is not None else []
 
-    def prepare_inference(self, precision: str = "fp32") -> EmbeddingRouter:
+    def prepare_inference(self, precision: str = "fp32", cache_dir: str | Path | None = None) -> EmbeddingRouter:
         """Convert the encoder (frozen or trained) for routing only; see :meth:`Router.prepare_inference`."""
         from hubroute.inference import convert_for_inference
 
         self._build()
-        super().prepare_inference(precision)
+        super().prepare_inference(precision, cache_dir)
         if self.st_ is not None:
-            self.st_ = convert_for_inference(self.st_, precision)
+            self.st_ = convert_for_inference(self.st_, precision, cache_dir)
         return self
 
     def _check_trainable(self) -> None:

@@ -51,7 +51,7 @@ class ServiceConfig:
     margin: float = 1.0
     holdout_every: int = 5
     update_threads: int = 1
-    inference: str = "fp32"
+    inference: str = "onnx"  # encoder runtime while serving: hubroute.inference.INFERENCE_PRECISIONS
 
 
 class RouteBody(BaseModel):
@@ -100,6 +100,7 @@ class Service:
         self._recover_updates()
         self.version = self.versions.current
         self.router: Router = self._load(self.version)
+        self.previous: tuple[str, Router] | None = None  # the version served before, still loaded
         self.batcher = RouteBatcher(self._route_group, self.config.max_batch)
 
     def _route_group(self, requests: list[RouteRequest]) -> list[tuple[list[list[RouteHit]], str] | Exception]:
@@ -125,7 +126,7 @@ class Service:
         for enc in router.encoders():
             if isinstance(enc, CachedEncoder):
                 enc.enabled = False
-        return router.prepare_inference(self.config.inference)
+        return router.prepare_inference(self.config.inference, self.versions.inference_dir(version))
 
     def _recover_updates(self) -> None:
         """Updates left running by a killed server: stop their worker, mark them interrupted."""
@@ -136,10 +137,13 @@ class Service:
             self.store.set_update(u["id"], status="interrupted", error="the server stopped during this update")
 
     def swap(self, version: str) -> None:
-        """Load ``version`` beside the serving router, then serve it."""
-        router = self._load(version)
+        """Load ``version`` beside the serving router, then serve it. The router it replaces is
+        kept in memory, so a rollback to it is immediate."""
+        previous = self.previous
+        router = previous[1] if previous is not None and previous[0] == version else self._load(version)
         with self.lock:
-            sync_registry(router, self.store)  # models registered while it loaded
+            sync_registry(router, self.store)  # models registered (or retired) while it was not serving
+            self.previous = (self.version, self.router)
             self.router, self.version = router, version
 
     # -- updates -------------------------------------------------------------------------
@@ -161,6 +165,8 @@ class Service:
                 str(self.config.holdout_every),
                 "--threads",
                 str(self.config.update_threads),
+                "--inference",
+                self.config.inference,
             ]
             log = self.state_dir / "updates" / f"{uid}.log"
             log.parent.mkdir(parents=True, exist_ok=True)

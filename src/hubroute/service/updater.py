@@ -65,7 +65,9 @@ def label(router: Router, feedback: list[tuple[int, RoutingExample]]) -> list[tu
     return out
 
 
-def run_update(state_dir: str, update_id: int, *, margin: float = 1.0, holdout_every: int = 5) -> dict[str, Any]:
+def run_update(
+    state_dir: str, update_id: int, *, margin: float = 1.0, holdout_every: int = 5, inference: str = "fp32"
+) -> dict[str, Any]:
     """Do one update (see the module docstring); returns its result record."""
     store, versions = Store(os.path.join(state_dir, STORE_FILE)), Versions(state_dir)
     u = store.update(update_id)
@@ -97,6 +99,9 @@ def run_update(state_dir: str, update_id: int, *, margin: float = 1.0, holdout_e
         return result
     store.set_update(update_id, stage="saving", progress=0.9)
     name = versions.add(router)
+    if inference.startswith("onnx"):  # export here, so the server swaps without exporting
+        store.set_update(update_id, stage="exporting", progress=0.95)
+        router.prepare_inference(inference, versions.inference_dir(name))
     versions.promote(name)
     store.finish_update(update_id, "promoted", result, name, ids)
     return result
@@ -111,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--holdout-every", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--nice", type=int, default=10)
+    ap.add_argument("--inference", default="fp32", help="The server's inference runtime (ONNX graphs are exported).")
     args = ap.parse_args(argv)
     os.nice(args.nice)
     import torch
@@ -118,7 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     np.seterr(all="ignore")
     try:
-        run_update(args.state, args.update_id, margin=args.margin, holdout_every=args.holdout_every)
+        run_update(
+            args.state, args.update_id, margin=args.margin, holdout_every=args.holdout_every, inference=args.inference
+        )
     except Exception as e:  # recorded for GET /v1/updates/{id}; the pointer is untouched
         Store(os.path.join(args.state, STORE_FILE)).set_update(
             args.update_id, status="failed", error=f"{type(e).__name__}: {e}"

@@ -52,6 +52,10 @@ class Versions:
         """Folder of a version."""
         return self.dir / name
 
+    def inference_dir(self, name: str) -> Path:
+        """Where a version's inference artefacts (exported ONNX graphs) are kept."""
+        return self.path(name) / "inference"
+
     def next_name(self) -> str:
         """A fresh version name (``v0001``…), never reused."""
         taken = [int(p.name[1:]) for p in self.dir.glob("v[0-9]*") if p.name[1:].isdigit()]
