@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr-encoder", type=float, default=1e-4, help="Learning rate of the encoder (full/LoRA).")
+    ap.add_argument("--lr-rows", type=float, default=3e-4, help="Learning rate of the model table.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", help="Run only these strategy labels.")
     ap.add_argument("--max-examples", type=int, default=None, help="First N records per split (quick checks).")
@@ -91,7 +92,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stream = load_cmrbench(args.data, "public", max_examples=args.max_examples)
-    router_cfg = router_config(args, lr_encoder=args.lr_encoder)
+    router_cfg = router_config(args, lr_encoder=args.lr_encoder, lr_rows=args.lr_rows)
     command = command_line()
     path = out / "results.json"
     payload = {"command": command, "router": router_cfg, "runs": {}}

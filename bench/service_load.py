@@ -2,8 +2,9 @@
 continual update trains.
 
 Builds an embedding router over the 2,127 CMRBench models (all-MiniLM-L6-v2, trainable encoder,
-rows from the card text). For each ``--inference`` precision (fp32, bf16 weights, int8 dynamic
-quantisation) a fresh ``hubroute serve`` process is started and measured side by side:
+rows from the card text). For each ``--inference`` runtime (torch fp32, bf16 weights, int8 dynamic
+quantisation; ONNX Runtime fp32 and int8) a fresh ``hubroute serve`` process is started and
+measured side by side:
 
 1. top-1 accuracy and agreement with fp32 on a fixed probe of CMRBench eval prompts;
 2. single prompts from 1 and 4 concurrent clients, and 64-prompt batches, idle server;
@@ -68,12 +69,15 @@ def start(state: Path, router: Path, inference: str) -> tuple[subprocess.Popen, 
 def accuracy(url: str, examples: list) -> tuple[dict[str, float], list[str]]:
     """Top-1 M/D accuracy (%) of the served router on ``examples`` and its top-1 ids."""
     top: list[str] = []
+    domains: list[str] = []
     for i in range(0, len(examples), 64):
         body = {"prompts": [e.prompt for e in examples[i : i + 64]], "k": 1}
         answer = httpx.post(url + "/v1/route", json=body, timeout=120).json()
         top += [r["models"][0]["model_id"] for r in answer["results"]]
+        domains += [r["models"][0]["domain"] for r in answer["results"]]
     m = 100 * np.mean([t == e.model_id for t, e in zip(top, examples, strict=True)])
-    return {"M": float(m)}, top
+    d = 100 * np.mean([t == e.domain for t, e in zip(domains, examples, strict=True)])
+    return {"M": float(m), "D": float(d)}, top
 
 
 def phase(url: str, prompts: list[str], *, clients: int, requests: int, batch: int) -> dict:
@@ -126,14 +130,20 @@ def phase(url: str, prompts: list[str], *, clients: int, requests: int, batch: i
 
 
 def load_phases(url: str, prompts: list[str], args: argparse.Namespace, tag: str) -> dict[str, dict]:
-    """Single prompts from 1 and ``--clients`` clients, then ``--batch``-prompt requests."""
-    return {
+    """Single prompts from 1 and ``--clients`` clients, then ``--batch``-prompt requests from 2 and
+    ``--clients`` clients (with 2, the server idles while each answer travels back and the next
+    request arrives; with more, a request is always queued, which measures its capacity)."""
+    out = {
         f"{tag}, single prompt, 1 client": phase(url, prompts, clients=1, requests=args.requests // 2, batch=1),
         f"{tag}, single prompt, {args.clients} clients": phase(
             url, prompts, clients=args.clients, requests=args.requests, batch=1
         ),
-        f"{tag}, {args.batch}-prompt batches": phase(url, prompts, clients=2, requests=40, batch=args.batch),
     }
+    for clients in (2, args.clients):
+        out[f"{tag}, {args.batch}-prompt batches, {clients} clients"] = phase(
+            url, prompts, clients=clients, requests=40, batch=args.batch
+        )
+    return out
 
 
 def main() -> None:
@@ -144,9 +154,11 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--feedback", type=int, default=1500)
-    ap.add_argument("--inference", nargs="+", default=["fp32", "bf16", "int8"], help="Precisions to compare.")
-    ap.add_argument("--update-inference", default="int8", help="Precision served while the update runs.")
-    ap.add_argument("--accuracy-examples", type=int, default=512)
+    ap.add_argument(
+        "--inference", nargs="+", default=["fp32", "bf16", "int8", "onnx", "onnx-int8"], help="Runtimes to compare."
+    )
+    ap.add_argument("--update-inference", default="onnx-int8", help="Runtime served while the update runs.")
+    ap.add_argument("--accuracy-examples", type=int, default=1024)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,9 +175,12 @@ def main() -> None:
     tops: dict[str, list[str]] = {}
     update: dict = {}
     for inference in args.inference:
+        t0 = time.perf_counter()
         proc, url = start(work / f"state-{inference}", work / "router", inference)
+        start_s = time.perf_counter() - t0
         try:
             quality[inference], tops[inference] = accuracy(url, probe)
+            quality[inference]["start_s"] = start_s
             phase(url, prompts, clients=1, requests=20, batch=1)  # warm-up
             results |= load_phases(url, prompts, args, f"{inference}, idle")
             if inference == args.update_inference:
@@ -234,11 +249,14 @@ def write_markdown(out: Path, payload: dict, args: argparse.Namespace) -> None:
         f"Router: embedding, all-MiniLM-L6-v2 fine-tunable encoder, rows from the card text, "
         f"{payload['models']} models; served at each precision below by a fresh `hubroute serve` process.",
         "",
-        "| inference | top-1 M-Acc on probe (%) | top-1 agreement with fp32 (%) |",
-        "| --- | --- | --- |",
+        "| inference | top-1 M-Acc on probe (%) | top-1 D-Acc on probe (%) | top-1 agreement with fp32 (%) "
+        "| server start s (load, conversion) |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for inf, q in payload["quality"].items():
-        lines.append(f"| {inf} | {q['M']:.1f} | {q['top1_agreement_with_fp32']:.1f} |")
+        lines.append(
+            f"| {inf} | {q['M']:.1f} | {q['D']:.1f} | {q['top1_agreement_with_fp32']:.1f} | {q['start_s']:.1f} |"
+        )
     lines += [
         "",
         "| phase | clients | prompts/request | requests | p50 ms | p99 ms | requests/s | prompts/s | errors |",

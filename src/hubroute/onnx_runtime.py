@@ -107,7 +107,8 @@ class OnnxSentenceModel:
 @contextmanager
 def _quiet() -> Iterator[None]:
     """Silence the exporter's and quantiser's progress lines and advice (warnings, logging)."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "root")]
+    # the quantiser logs its advice on the root logger
+    loggers = [logging.getLogger("torch.onnx"), logging.getLogger("torch.export"), logging.getLogger()]
     levels = [lg.level for lg in loggers]
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -127,10 +128,21 @@ def _session(graph: bytes, threads: int) -> Any:
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # no busy-waiting: the router scores with torch right after each run, and ONNX Runtime's
-    # spinning pool and torch's OpenMP pool then fight over the same cores
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # ONNX Runtime's threads busy-wait between calls only when torch is single-threaded: the
+    # router projects and scores with torch right after each run, and a spinning pool would
+    # otherwise fight torch's OpenMP pool for the same cores (bench/inference_speed.py runs with
+    # torch's default threads; bench/service_load.py serves with one, as hubroute.service does)
+    spin = "1" if torch.get_num_threads() == 1 else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _export(st: nn.Module, sample: dict[str, Any], names: list[str], quantize: bool) -> bytes:
@@ -178,7 +190,7 @@ def to_onnx(
     """Export ``st`` (a SentenceTransformer on the CPU) and open it in ONNX Runtime.
 
     ``quantize``: int8 per-channel weights for every ``MatMul``. ``threads``: intra-op threads
-    (default: torch's current setting). ``path``: a graph file to reuse when it exists, or to
+    (default: every core this process may use). ``path``: a graph file to reuse when it exists, or to
     write after exporting (the export takes seconds); the caller keys it to ``st``'s weights and
     ``quantize``. Without ``path`` the graph lives in memory only.
     """
@@ -198,7 +210,7 @@ def to_onnx(
         graph = _export(st, sample, names, quantize)
         if path is not None:
             _write_atomic(path, graph)
-    session = _session(graph, threads or torch.get_num_threads())
+    session = _session(graph, threads or available_cores())
     found = sorted(i.name for i in session.get_inputs())
     if found != sorted(names):
         raise HubrouteError(f"the ONNX graph {path} takes inputs {found}, but the encoder gives {sorted(names)}")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
@@ -93,6 +94,10 @@ class Service:
         self.lock = threading.RLock()
         self.update_lock = threading.Lock()
         self.worker: subprocess.Popen | None = None
+        if self.config.inference.startswith("onnx"):
+            # the encoder runs in ONNX Runtime on every core; torch only projects and scores, and
+            # with one thread its pool leaves the cores to ONNX Runtime's (see hubroute.onnx_runtime)
+            torch.set_num_threads(1)
         if self.versions.current is None:
             if router_dir is None:
                 raise HubrouteError(f"{self.state_dir} holds no router yet: start once with --router DIR")
