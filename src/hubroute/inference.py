@@ -1,12 +1,12 @@
 """Inference-only conversions of an encoder for serving.
 
-Torch runtimes: ``fp32``; ``bf16`` casts the weights once (unlike autocast, which casts them on every call and makes
-single-prompt CPU inference slower); ``int8`` applies PyTorch's dynamic quantisation to every
-``nn.Linear`` (int8 weights, activations quantised per call), the usual CPU speed-up for
-BERT-sized encoders. ONNX Runtime (:mod:`hubroute.onnx_runtime`): ``onnx`` runs the same fp32
-graph (the same vectors to rounding, faster on the CPU); ``onnx-int8`` quantises every ``MatMul``
-weight to int8 per output channel. Converted modules are for routing only: training them is not supported.
-Whether a conversion keeps accuracy is measured in ``bench/service_load.py``.
+Torch runtimes: ``fp32``; ``bf16`` casts the weights once (unlike autocast, which casts them on
+every call and makes single-prompt CPU inference slower); ``int8`` applies PyTorch's dynamic
+quantisation to every ``nn.Linear`` (int8 weights, activations quantised per call). ONNX Runtime
+(:mod:`hubroute.onnx_runtime`): ``onnx`` runs the same fp32 graph (the same vectors to rounding);
+``onnx-int8`` quantises every ``MatMul`` weight to int8 per output channel. Converted modules are
+for routing only: training them is not supported. Speed and agreement with fp32 are measured in
+``bench/inference_speed.py`` and ``bench/service_load.py``.
 """
 
 from __future__ import annotations
