@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from common import command_line, router_config, run_labelled
+from common import router_config, run_resumable
 from hubroute.data.cmrbench import load_cmrbench
 from hubroute.evaluation.report import matrix_table
 from hubroute.evaluation.runner import StreamResult
@@ -168,24 +168,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     stream = load_cmrbench(args.data, "public", max_examples=args.max_examples)
     router_cfg = router_config(args, lr_proj=args.lr_proj)
-    command = command_line()
     path = out / "results.json"
-    payload = {"command": command, "router": router_cfg, "runs": {}}
-    if args.resume and path.is_file():
-        previous = json.loads(path.read_text())
-        payload["runs"], payload["router"] = previous["runs"], previous["router"]
-        payload["command"] = previous["command"] + " && " + command
     warm = EmbeddingRouter(**router_cfg)  # imports and weight loading stay out of the timed fits
     warm.embed(["warm up"])
     del warm
-    for label in args.only or list(RUNS):
-        if label in payload["runs"]:
-            continue
-        res, wall = run_labelled(label, RUNS[label], router_cfg, stream, args.seed)
-        payload["runs"][label] = res.to_dict() | {"wall_s": wall}
-        path.write_text(json.dumps(payload, indent=2) + "\n")
-    all_results = {k: StreamResult.from_dict(v) for k, v in payload["runs"].items()}
-    write_markdown(out, payload, {k: all_results[k] for k in RUNS if k in all_results})
+    payload, results = run_resumable(RUNS, args.only or list(RUNS), router_cfg, stream, args.seed, path, args.resume)
+    write_markdown(out, payload, results)
     print(f"wrote {path} and results.md")
 
 

@@ -4,6 +4,7 @@ configuration the continual benchmarks share."""
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -63,3 +64,32 @@ def run_labelled(
         flush=True,
     )
     return res, wall
+
+
+def run_resumable(
+    specs: dict[str, tuple[str, dict, dict]],
+    labels: list[str],
+    router_cfg: dict[str, Any],
+    stream: Stream,
+    seed: int,
+    path: Path,
+    resume: bool,
+) -> tuple[dict[str, Any], dict[str, StreamResult]]:
+    """Run the entries ``labels`` of ``specs`` (see :func:`run_labelled`), writing ``path``
+    (results.json) after each. With ``resume``, entries already in ``path`` are kept and skipped,
+    and the recorded command lists the earlier one(s) too. Returns the payload and every stored
+    result, in ``specs`` order."""
+    command = command_line()
+    payload: dict[str, Any] = {"command": command, "router": router_cfg, "runs": {}}
+    if resume and path.is_file():
+        previous = json.loads(path.read_text())
+        payload["runs"], payload["router"] = previous["runs"], previous["router"]
+        payload["command"] = previous["command"] + " && " + command
+    for label in labels:
+        if label in payload["runs"]:
+            continue
+        res, wall = run_labelled(label, specs[label], router_cfg, stream, seed)
+        payload["runs"][label] = res.to_dict() | {"wall_s": wall}
+        path.write_text(json.dumps(payload, indent=2) + "\n")
+    results = {k: StreamResult.from_dict(payload["runs"][k]) for k in specs if k in payload["runs"]}
+    return payload, results

@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from common import command_line, router_config, run_labelled
+from common import router_config, run_resumable
 from hubroute.data.cmrbench import load_cmrbench
 from hubroute.evaluation.report import matrix_table
 from hubroute.evaluation.runner import StreamResult
@@ -93,23 +93,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     stream = load_cmrbench(args.data, "public", max_examples=args.max_examples)
     router_cfg = router_config(args, lr_encoder=args.lr_encoder, lr_rows=args.lr_rows)
-    command = command_line()
     path = out / "results.json"
-    payload = {"command": command, "router": router_cfg, "runs": {}}
-    if args.resume and path.is_file():
-        previous = json.loads(path.read_text())
-        payload["runs"] = previous["runs"]
-        payload["command"] = previous["command"]  # the run that produced the stored results
-        payload["router"] = previous["router"]
-    labels = args.only or list(STRATEGIES)
-    for label in labels:
-        if label in payload["runs"]:
-            continue
-        res, wall = run_labelled(label, STRATEGIES[label], router_cfg, stream, args.seed)
-        payload["runs"][label] = res.to_dict() | {"wall_s": wall}
-        path.write_text(json.dumps(payload, indent=2) + "\n")
-    all_results = {k: StreamResult.from_dict(v) for k, v in payload["runs"].items()}
-    write_markdown(out, payload, {k: all_results[k] for k in STRATEGIES if k in all_results})
+    payload, results = run_resumable(
+        STRATEGIES, args.only or list(STRATEGIES), router_cfg, stream, args.seed, path, args.resume
+    )
+    write_markdown(out, payload, results)
     print(f"wrote {path} and results.md")
 
 
