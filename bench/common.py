@@ -27,7 +27,8 @@ def command_line() -> str:
 def router_config(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
     """The embedding-router settings every run of a continual benchmark shares: ``--finetune``,
     ``--precision``, ``--epochs``, ``--batch-size``, ``--seed`` from ``args``; full softmax,
-    tau 0.05, prompt-mean rows and the default learning rates unless ``overrides`` say otherwise."""
+    tau 0.05, prompt-mean rows (``--card-weight`` cards in the mean) and the default learning rates
+    unless ``overrides`` say otherwise."""
     return {
         "finetune": args.finetune,
         "precision": args.precision,
@@ -37,6 +38,7 @@ def router_config(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
         "tau": 0.05,
         "loss": "full",
         "row_init": "prompt_mean",
+        "card_weight": args.card_weight,
         "lr_encoder": 1e-4,
         "lr_proj": 1e-3,
         "lr_rows": 3e-4,

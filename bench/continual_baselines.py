@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr-encoder", type=float, default=1e-4, help="Learning rate of the encoder (full/LoRA).")
     ap.add_argument("--lr-rows", type=float, default=3e-4, help="Learning rate of the model table.")
+    ap.add_argument("--card-weight", type=float, default=0.0, help="Cards counted as prompts in a new row's mean.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", help="Run only these strategy labels.")
     ap.add_argument("--max-examples", type=int, default=None, help="First N records per split (quick checks).")

@@ -41,6 +41,23 @@ def test_synth_bench_and_route(tmp_path):
     assert len(hits) == 2 and {"model_id", "score", "domain", "family"} <= set(hits[0])
 
 
+def test_bench_centroid_learns_and_routes(tmp_path):
+    syn = tmp_path / "syn"
+    res = runner.invoke(app, ["data", "synth", "--out", str(syn), "--models", "60", "--experiences", "2"])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "centroid"
+    res = runner.invoke(
+        app, ["bench", "--data", str(syn), "--router", "centroid", "--out", str(out), "--no-plots", "--no-latency"]
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "results.json").read_text())
+    assert data["router"] == "centroid" and data["params"]["card_weight"] == 0.5
+    assert data["summary"]["D"]["final_average"] > 60
+    res = runner.invoke(app, ["route", "--router", str(out / "router"), "--json", "translate german subtitles"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[0]["models"][0]["model_id"]
+
+
 def test_errors_are_one_line_with_exit_code_2(tmp_path):
     cmd = [sys.executable, "-m", "hubroute.cli", "data", "stats", "--data", str(tmp_path / "missing")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

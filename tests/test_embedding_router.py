@@ -53,6 +53,15 @@ def test_prompt_mean_card_and_random_rows(tiny_stream):
             want = torch.nn.functional.normalize(r.embed(prompts).mean(0), dim=-1)
             assert torch.allclose(tables[init][r.registry_.row(m)], want, atol=1e-5)
             assert not r.pending_rows_
+    mixed = _router(row_init="prompt_mean", card_weight=2.0, epochs=0)
+    mixed.fit(exp)
+    m = exp.train[0].model_id
+    prompts = [e.prompt for e in exp.train if e.model_id == m]
+    card = tables["card"][mixed.registry_.row(m)]
+    want = torch.nn.functional.normalize(mixed.embed(prompts).sum(0) + 2.0 * card, dim=-1)
+    assert torch.allclose(mixed.row_vectors()[mixed.registry_.row(m)], want, atol=1e-5)
+    with pytest.raises(HubrouteError, match="card_weight"):
+        _router(card_weight=-0.5)
     assert not torch.allclose(tables["random"], tables["card"])
     assert not torch.allclose(tables["card"], tables["prompt_mean"])
     assert torch.allclose(tables["card"].norm(dim=1), torch.ones(len(tables["card"])), atol=1e-5)

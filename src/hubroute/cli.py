@@ -162,7 +162,7 @@ def _build_router(name: str, params: dict[str, Any], encoder: str | None):
 @app.command()
 def bench(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json, results.md, plots and the router.")],
-    router: Annotated[str, typer.Option("--router", help="Router kind: bm25, dense, hybrid.")] = "hybrid",
+    router: Annotated[str, typer.Option("--router", help="Router kind: bm25, dense, hybrid, centroid.")] = "hybrid",
     data: DataOpt = None,
     protocol: ProtocolOpt = "public",
     param: ParamOpt = None,
@@ -222,7 +222,8 @@ def train(
     if router not in ROUTERS or not issubclass(ROUTERS[router], EmbeddingRouter):
         trainable = ", ".join(k for k, v in ROUTERS.items() if issubclass(v, EmbeddingRouter))
         raise HubrouteError(
-            f"router {router!r} is not trainable (choose {trainable}); use 'bench' for zero-shot routers"
+            f"router {router!r} is not trainable (choose {trainable}); "
+            "use 'bench' for the zero-shot and centroid routers"
         )
     seed_everything(seed)
     stream = load_cmrbench(data, protocol, max_examples=max_examples)

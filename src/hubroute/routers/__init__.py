@@ -1,4 +1,5 @@
-"""Routers: the shared contract, zero-shot retrieval routers, and lookup by name."""
+"""Routers: the shared contract, zero-shot retrieval routers, the prompt-centroid router, the
+trainable routers, and lookup by name."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hubroute.naming import build
 from hubroute.routers.base import RouteHit, Router, read_config
 from hubroute.routers.bm25 import BM25Router
 from hubroute.routers.carve import CARvERouter
+from hubroute.routers.centroid import CentroidRouter
 from hubroute.routers.dense import DenseCardRouter
 from hubroute.routers.embedding import EmbeddingRouter
 from hubroute.routers.hybrid import HybridRouter
@@ -18,6 +20,7 @@ ROUTERS: dict[str, type[Router]] = {
     BM25Router.kind: BM25Router,
     DenseCardRouter.kind: DenseCardRouter,
     HybridRouter.kind: HybridRouter,
+    CentroidRouter.kind: CentroidRouter,
     EmbeddingRouter.kind: EmbeddingRouter,
     CARvERouter.kind: CARvERouter,
 }
@@ -42,6 +45,7 @@ __all__ = [
     "ROUTERS",
     "BM25Router",
     "CARvERouter",
+    "CentroidRouter",
     "DenseCardRouter",
     "EmbeddingRouter",
     "HybridRouter",

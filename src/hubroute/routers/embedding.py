@@ -7,7 +7,8 @@ table of learned model vectors, one row per registry row, L2-normalised:
 The encoder is ``frozen`` (features come from the cached :mod:`hubroute.encoders` encoder, so
 training touches only the projection and the table: seconds on a CPU), ``full`` (every encoder
 weight trains) or ``lora`` (low-rank adapters through peft). New rows start from a random
-vector, the card embedding, or the mean of the model's training prompts (``row_init``); the loss
+vector, the card embedding, or the mean of the model's training prompts (``row_init``; the card
+may count as ``card_weight`` extra prompts in that mean); the loss
 is a softmax over the whole registry (``full``) or over a sampled candidate set (``sampled``).
 How an experience is learned on top of the previous ones is the job of a
 :class:`~hubroute.continual.base.Strategy`. Rows of retired models receive no update and are
@@ -92,7 +93,8 @@ class EmbeddingRouter(Router):
     Main parameters: ``encoder`` (name or path), ``finetune`` (frozen/full/lora), ``precision``
     (``bf16`` runs the trainable encoder under bfloat16 autocast while training, and while
     routing on a GPU; CPU routing stays fp32), ``dim``
-    (projection size), ``tau`` (temperature), ``row_init``, ``loss`` and ``n_candidates``,
+    (projection size), ``tau`` (temperature), ``row_init`` and ``card_weight`` (with
+    ``prompt_mean``, the card embedding counts as that many prompts), ``loss`` and ``n_candidates``,
     ``epochs``, ``batch_size``, learning rates per group (``lr_encoder``, ``lr_proj``,
     ``lr_rows``), ``strategy`` (a name from :data:`hubroute.continual.STRATEGIES` or a
     :class:`Strategy`) with ``strategy_params``, ``seed``, ``device``.
@@ -111,6 +113,7 @@ class EmbeddingRouter(Router):
         dim: int = 384,
         tau: float = 0.05,
         row_init: str = "prompt_mean",
+        card_weight: float = 0.0,
         loss: str = "full",
         n_candidates: int = 64,
         epochs: int = 4,
@@ -137,11 +140,14 @@ class EmbeddingRouter(Router):
         ):
             if value not in allowed:
                 raise HubrouteError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
-        if tau <= 0 or dim < 1 or epochs < 0 or batch_size < 1 or n_candidates < 2:
-            raise HubrouteError("need tau > 0, dim >= 1, epochs >= 0, batch_size >= 1, n_candidates >= 2")
+        if tau <= 0 or dim < 1 or epochs < 0 or batch_size < 1 or n_candidates < 2 or not card_weight >= 0:
+            raise HubrouteError(
+                "need tau > 0, dim >= 1, epochs >= 0, batch_size >= 1, n_candidates >= 2, card_weight >= 0"
+            )
         self.encoder_name = encoder
         self.finetune, self.dim, self.tau = finetune, dim, tau
-        self.row_init, self.loss, self.n_candidates = row_init, loss, n_candidates
+        self.row_init, self.card_weight = row_init, float(card_weight)
+        self.loss, self.n_candidates = loss, n_candidates
         self.epochs, self.batch_size = epochs, batch_size
         self.lr_encoder, self.lr_proj, self.lr_rows, self.weight_decay = lr_encoder, lr_proj, lr_rows, weight_decay
         self.max_seq_length, self.precision = max_seq_length, precision
@@ -170,6 +176,7 @@ class EmbeddingRouter(Router):
             "dim": self.dim,
             "tau": self.tau,
             "row_init": self.row_init,
+            "card_weight": self.card_weight,
             "loss": self.loss,
             "n_candidates": self.n_candidates,
             "epochs": self.epochs,
@@ -351,7 +358,8 @@ class EmbeddingRouter(Router):
             self.pending_rows_.update(int(r) for r in rows)
 
     def _init_pending_rows(self, items: list[TrainItem]) -> None:
-        """Set each pending row with training prompts to the mean of their unit vectors."""
+        """Set each pending row with training prompts to the mean of their unit vectors, the row's
+        card vector (its value while pending) counting as ``card_weight`` of them."""
         by_row: dict[int, list[str]] = defaultdict(list)
         for it in items:
             r = self.registry_.row(it.example.model_id)
@@ -366,7 +374,8 @@ class EmbeddingRouter(Router):
             start = 0
             for r in rows:
                 n = len(by_row[r])
-                self.table_[r] = F.normalize(z[start : start + n].mean(0), dim=-1)
+                card = F.normalize(self.table_[r], dim=-1) * self.card_weight
+                self.table_[r] = F.normalize(z[start : start + n].sum(0) + card, dim=-1)
                 start += n
         self.pending_rows_ -= set(rows)
 
