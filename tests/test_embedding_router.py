@@ -146,6 +146,24 @@ def test_full_finetune_changes_the_encoder_and_reset_restores_it(tiny_stream):
     assert r.pending_rows_ == set(range(len(r.registry_)))
 
 
+def test_training_forward_in_length_sorted_chunks_keeps_order_and_gradients(tiny_stream):
+    from hubroute.routers.embedding import TRAIN_CHUNK
+
+    r = _router(finetune="full")
+    r._build()
+    for m in r.st_.modules():  # no dropout, so the training pass is deterministic
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    texts = [x.prompt + " extra words" * (i % 7) for i, x in enumerate(tiny_stream[0].train[: 3 * TRAIN_CHUNK + 5])]
+    with_grad = r._features(texts, grad=True)
+    routed = r._features(texts, grad=False)  # other chunks: INFERENCE_CHUNK
+    assert torch.allclose(with_grad.detach(), routed, atol=1e-4)
+    one = r._features(texts[5:6], grad=False)
+    assert torch.allclose(with_grad[5].detach(), one[0], atol=1e-4)
+    with_grad[5].sum().backward()  # the gradient reaches the encoder through the gather
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in r.st_.parameters())
+
+
 def test_bad_configuration():
     with pytest.raises(HubrouteError, match="finetune"):
         EmbeddingRouter(finetune="half")

@@ -46,6 +46,9 @@ WEIGHTS_FILE = "weights.safetensors"
 STRATEGY_TENSORS = "strategy.safetensors"
 STATE_FILE = "state.json"
 INFERENCE_CHUNK = 8  # prompts per encoder call when routing (length-sorted; bench/inference_speed.py)
+# prompts per encoder call in a training step (length-sorted), so a batch does not pad every
+# prompt to its longest one (CARvE's domain batches group long prompts with short ones)
+TRAIN_CHUNK = 16
 
 
 @dataclass
@@ -267,10 +270,11 @@ class EmbeddingRouter(Router):
             model.train(grad)
         if not len(texts):
             return torch.zeros((0, self.proj_.in_features), device=self.device)
-        # training encodes its batch as one; inference sorts by length and cuts chunks of
-        # INFERENCE_CHUNK, so each chunk pads to similar lengths (the order is restored after)
-        order = list(range(len(texts))) if grad else sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        step = len(texts) if grad else INFERENCE_CHUNK
+        # sort by length and cut chunks (TRAIN_CHUNK with gradient, INFERENCE_CHUNK without), so
+        # each chunk pads to similar lengths; the order is restored after. Per-example outputs do
+        # not depend on the chunking (no batch statistics), only the padding cost does.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        step = TRAIN_CHUNK if grad else INFERENCE_CHUNK
         # bf16 autocast is for training (and GPU routing); it casts the weights on every call, so
         # CPU routing stays fp32 (converted weights: prepare_inference)
         bf16 = self.precision == "bf16" and (grad or self.device.type == "cuda")
@@ -281,12 +285,9 @@ class EmbeddingRouter(Router):
             feats = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
             with torch.set_grad_enabled(grad), autocast:
                 out.append(model(feats)["sentence_embedding"].float())
-        feats = torch.cat(out)
-        if grad:
-            return feats
-        restored = torch.empty_like(feats)
-        restored[torch.as_tensor(order, device=feats.device)] = feats
-        return restored
+        position = torch.empty(len(order), dtype=torch.long)
+        position[torch.as_tensor(order)] = torch.arange(len(order))
+        return torch.cat(out)[position.to(self.device)]  # a gather: gradients flow back per example
 
     def embed(self, texts: Sequence[str], *, grad: bool = False) -> torch.Tensor:
         """Unit prompt vectors ``(n, dim)``."""
