@@ -268,3 +268,35 @@ def test_concurrent_requests_are_batched_and_every_runtime_agrees(tmp_path, rout
         timeout=120,
     )
     assert proc.returncode == 2 and "inference precision" in proc.stderr + proc.stdout
+
+
+def test_centroid_router_learns_from_feedback_in_the_service(tmp_path, stream):
+    from hubroute.routers import CentroidRouter
+
+    router = CentroidRouter().fit(stream[0]).save(tmp_path / "centroid")
+    proc, url = start_server(tmp_path / "state", router)
+    try:
+        cards = [
+            {"model_id": c.model_id, "domain": c.domain, "family": c.family, "text": c.text}
+            for c in stream[1].new_cards
+        ]
+        assert httpx.post(f"{url}/v1/models", json=cards).status_code == 201
+        probe = stream[1].eval
+
+        def accuracy() -> float:
+            res = httpx.post(f"{url}/v1/route", json={"prompts": [e.prompt for e in probe], "k": 1}, timeout=60)
+            top = [r["models"][0]["model_id"] for r in res.json()["results"]]
+            return sum(t == e.model_id for t, e in zip(top, probe, strict=True)) / len(probe)
+
+        before = accuracy()
+        items = [{"prompt": e.prompt, "model_id": e.model_id, "domain": e.domain} for e in stream[1].train]
+        assert httpx.post(f"{url}/v1/feedback", json={"items": items}).status_code == 201
+        uid = httpx.post(f"{url}/v1/updates").json()["id"]
+        assert wait_update(url, uid, ("promoted", "rejected", "failed"))["status"] == "promoted"
+        deadline = time.time() + 30
+        while httpx.get(f"{url}/health").json()["version"] != "v0002" and time.time() < deadline:
+            time.sleep(0.2)
+        assert httpx.get(f"{url}/health").json()["router"] == "centroid"
+        assert accuracy() > before + 0.1
+    finally:
+        stop(proc)
