@@ -16,15 +16,16 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from hubroute.encoders import Encoder, l2_normalise, load_encoder, matmul_t
+from hubroute.encoders import Encoder, l2_normalise, matmul_t
 from hubroute.errors import DataError, HubrouteError
 from hubroute.hub import Experience, Registry
 from hubroute.routers.base import Router
+from hubroute.routers.encoded import FrozenEncoderMixin
 
 STATE_FILE = "centroids.safetensors"
 
 
-class CentroidRouter(Router):
+class CentroidRouter(FrozenEncoderMixin, Router):
     """Route to the model whose prompt centroid is nearest (cosine) to the prompt.
 
     ``encoder``: an :class:`~hubroute.encoders.Encoder` or a model name for
@@ -42,27 +43,15 @@ class CentroidRouter(Router):
         if not card_weight >= 0:
             raise HubrouteError(f"card_weight must be >= 0, got {card_weight!r}")
         super().__init__(registry)
-        self._encoder = encoder
-        self.encoder_name = encoder if isinstance(encoder, str) else encoder.name
+        self._set_encoder(encoder)
         self.card_weight = float(card_weight)
         self.card_vectors_: np.ndarray | None = None
         self.sums_: np.ndarray | None = None
         self.counts_: np.ndarray | None = None
         self._centroids: np.ndarray | None = None
 
-    @property
-    def encoder(self) -> Encoder:
-        """The encoder, loaded on first use when it was given by name."""
-        if isinstance(self._encoder, str):
-            self._encoder = load_encoder(self._encoder)
-        return self._encoder
-
-    def encoders(self) -> list[Encoder]:
-        return [self.encoder]
-
     def get_params(self) -> dict[str, Any]:
-        name = self._encoder if isinstance(self._encoder, str) else self.encoder_name.split("|")[0]
-        return {"encoder": name, "card_weight": self.card_weight}
+        return {"encoder": self.encoder_param(), "card_weight": self.card_weight}
 
     # -- learning ------------------------------------------------------------------------
     def _on_add(self, rows: np.ndarray) -> None:

@@ -10,17 +10,18 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from scipy import sparse
 
-from hubroute.encoders import Encoder, l2_normalise, load_encoder, matmul_t
+from hubroute.encoders import Encoder, l2_normalise, matmul_t
 from hubroute.errors import DataError, HubrouteError
 from hubroute.hub import Registry
 from hubroute.routers.base import Router
+from hubroute.routers.encoded import FrozenEncoderMixin
 from hubroute.routers.fusion import zscore
 
 STATE_FILE = "card_vectors.safetensors"
 DOMAIN_POOLS = ("lse", "centroid")
 
 
-class DenseCardRouter(Router):
+class DenseCardRouter(FrozenEncoderMixin, Router):
     """Zero-shot semantic router: cosine between prompt and card embeddings, plus a domain prior.
 
     ``encoder``: an :class:`~hubroute.encoders.Encoder` or a model name for
@@ -47,28 +48,16 @@ class DenseCardRouter(Router):
         if domain_pool not in DOMAIN_POOLS:
             raise HubrouteError(f"unknown domain_pool {domain_pool!r}; choose one of {', '.join(DOMAIN_POOLS)}")
         super().__init__(registry)
-        self._encoder = encoder
-        self.encoder_name = encoder if isinstance(encoder, str) else encoder.name
+        self._set_encoder(encoder)
         self.domain_weight = domain_weight
         self.domain_pool = domain_pool
         self.domain_tau = domain_tau
         self.card_vectors_: np.ndarray | None = None
         self._domain_cache: tuple[tuple[int, int, int], tuple] | None = None
 
-    @property
-    def encoder(self) -> Encoder:
-        """The encoder, loaded on first use when it was given by name."""
-        if isinstance(self._encoder, str):
-            self._encoder = load_encoder(self._encoder)
-        return self._encoder
-
-    def encoders(self) -> list[Encoder]:
-        return [self.encoder]
-
     def get_params(self) -> dict[str, Any]:
-        name = self._encoder if isinstance(self._encoder, str) else self.encoder_name.split("|")[0]
         return {
-            "encoder": name,
+            "encoder": self.encoder_param(),
             "domain_weight": self.domain_weight,
             "domain_pool": self.domain_pool,
             "domain_tau": self.domain_tau,
