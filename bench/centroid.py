@@ -23,10 +23,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from common import command_line
+from common import command_line, top1
 from hubroute.data.cmrbench import load_cmrbench
 from hubroute.encoders import load_encoder
-from hubroute.evaluation.metrics import hits, topk_accuracy
 from hubroute.evaluation.report import matrix_table
 from hubroute.evaluation.runner import StreamResult, run_stream
 from hubroute.hub import Stream
@@ -45,9 +44,7 @@ def held_out_scores(stream: Stream, encoder, weight: float) -> dict[str, float]:
         keep = [x for i, x in enumerate(e.train) if i % HOLD_EVERY]
         held += [x for i, x in enumerate(e.train) if not i % HOLD_EVERY]
         router.fit(dataclasses.replace(e, train=keep))
-    rows, _ = router.rank([x.prompt for x in held], 1)
-    h = hits(rows, held, router.registry_)
-    return {"M": topk_accuracy(h["M"], 1), "D": topk_accuracy(h["D"], 1), "n": len(held)}
+    return top1(router, held) | {"n": len(held)}
 
 
 def _row(label: str, r: StreamResult) -> str:

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hubroute.evaluation.metrics import hits, topk_accuracy
 from hubroute.evaluation.runner import StreamResult, run_stream
-from hubroute.hub import Stream
-from hubroute.routers import EmbeddingRouter
+from hubroute.hub import RoutingExample, Stream
+from hubroute.routers import EmbeddingRouter, Router
 from hubroute.seed import seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,6 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 def command_line() -> str:
     """The command that is running, as typed from the repository root (for results files)."""
     return "python " + " ".join(shlex.quote(a) for a in [sys.argv[0].replace(str(REPO) + "/", ""), *sys.argv[1:]])
+
+
+def top1(router: Router, examples: list[RoutingExample]) -> dict[str, float]:
+    """Top-1 M- and D-Acc in % of ``router`` on ``examples`` (over its active models)."""
+    rows, _ = router.rank([x.prompt for x in examples], 1)
+    h = hits(rows, examples, router.registry_)
+    return {"M": topk_accuracy(h["M"], 1), "D": topk_accuracy(h["D"], 1)}
 
 
 def router_config(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:

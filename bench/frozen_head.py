@@ -20,9 +20,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from common import command_line
+from common import command_line, top1
 from hubroute.data.cmrbench import load_cmrbench
-from hubroute.evaluation.metrics import hits, topk_accuracy
 from hubroute.routers import CentroidRouter, EmbeddingRouter
 from hubroute.seed import seed_everything
 
@@ -55,22 +54,16 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     exp = load_cmrbench(args.data, "public")[0]
-    prompts = [x.prompt for x in exp.eval]
-
-    def score(router) -> dict[str, float]:
-        rows, _ = router.rank(prompts, 1)
-        h = hits(rows, exp.eval, router.registry_)
-        return {"M": topk_accuracy(h["M"], 1), "D": topk_accuracy(h["D"], 1)}
 
     results: dict[str, dict[str, float]] = {}
     for label, overrides in GRID.items():
         seed_everything(args.seed)
         cfg = {"finetune": "frozen", "tau": 0.05, "loss": "full", "batch_size": 64, "seed": args.seed} | overrides
-        results[label] = score(EmbeddingRouter(**cfg).fit(exp))
+        results[label] = top1(EmbeddingRouter(**cfg).fit(exp), exp.eval)
         print(f"{label:80s} M {results[label]['M']:5.1f} D {results[label]['D']:5.1f}", flush=True)
     for w in (0.0, 0.5):
         label = f"prompt centroids, card_weight {w:g} (centroid router)"
-        results[label] = score(CentroidRouter(card_weight=w).fit(exp))
+        results[label] = top1(CentroidRouter(card_weight=w).fit(exp), exp.eval)
         print(f"{label:80s} M {results[label]['M']:5.1f} D {results[label]['D']:5.1f}", flush=True)
 
     payload = {"command": command_line(), "experience": exp.name, "runs": results}
