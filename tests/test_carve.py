@@ -186,12 +186,20 @@ def test_domain_batches_never_repeat_a_gold_model_and_cover_every_example():
     assert sorted(i for b in batches for i in b) == list(range(400))
     for b in batches:
         assert len({models[i] for i in b}) == len(b)
-    full = [b for b in batches if len(b) == 16]
+    full = [b for b in batches if len(b) >= 16]
     assert len(full) >= 0.6 * len(batches)
     typical = np.median([len({domains[i] for i in b}) for b in full])
     assert typical <= 4
     again = domain_batches(domains, models, 16, 3, np.random.default_rng(1))
     assert again == batches
+    # a few heavy models are what is left at the end: no step on a handful of examples
+    models = [f"heavy{i % 3}" if i < 36 else f"m{i}" for i in range(200)]  # 3 models x 12
+    domains = [f"d{i % 5}" for i in range(200)]
+    batches = domain_batches(domains, models, 16, 2, np.random.default_rng(2))
+    assert sorted(i for b in batches for i in b) == list(range(200))
+    assert all(len({models[i] for i in b}) == len(b) for b in batches)
+    assert min(len(b) for b in batches) >= 4 and len(batches) <= 13  # at most ceil(200 / 16) steps
+    assert max(len(b) for b in batches) <= 16 + 3
 
 
 # -- the whole strategy ----------------------------------------------------------------------

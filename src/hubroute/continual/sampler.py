@@ -26,8 +26,10 @@ def domain_batches(
     Each batch draws about ``batch_size / domains_per_batch`` examples from each of
     ``domains_per_batch`` domains (picked at random, weighted by what they have left), then tops
     up from other domains; no batch holds two examples of the same model. Every index appears
-    exactly once; a batch is smaller than ``batch_size`` only when the examples left cannot
-    fill it without repeating a model.
+    exactly once. Near the end of the epoch only a few heavily labelled models may be left, which
+    cannot fill a batch without repeating one; batches of fewer than ``batch_size / 4`` examples
+    are therefore not kept as steps of their own: each of their examples joins the smallest
+    other batch without its model (a batch may then exceed ``batch_size`` by a few).
     """
     if batch_size < 1 or domains_per_batch < 1:
         raise HubrouteError("batch_size and domains_per_batch must be >= 1")
@@ -60,7 +62,32 @@ def domain_batches(
             if len(batch) == batch_size:
                 break
         batches.append(batch)
-    return batches
+    return _absorb_small(batches, models, max(1, batch_size // 4))
+
+
+def _absorb_small(batches: list[list[int]], models: Sequence[str], min_size: int) -> list[list[int]]:
+    """Move the examples of batches under ``min_size`` into the smallest other batch without
+    their model; examples no batch can take stay together, still without repeats."""
+    keep = [b for b in batches if len(b) >= min_size]
+    small = [i for b in batches if len(b) < min_size for i in b]
+    if not keep or not small:
+        return batches
+    held = [{models[i] for i in b} for b in keep]
+    rest: list[list[int]] = []
+    for i in small:
+        fits = [j for j in range(len(keep)) if models[i] not in held[j]]
+        if fits:
+            j = min(fits, key=lambda j: len(keep[j]))
+            keep[j].append(i)
+            held[j].add(models[i])
+            continue
+        for b in rest:  # no kept batch can take it: regroup, still one example per model
+            if all(models[x] != models[i] for x in b):
+                b.append(i)
+                break
+        else:
+            rest.append([i])
+    return keep + rest
 
 
 def _fill(queue: deque[int], models: Sequence[str], batch: list[int], in_batch: set[str], n: int) -> None:
