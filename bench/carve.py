@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from common import router_config, run_resumable
+from common import held_out_stream, router_config, run_resumable
 from hubroute.data.cmrbench import load_cmrbench
 from hubroute.evaluation.report import matrix_table
 from hubroute.evaluation.runner import StreamResult
@@ -51,6 +51,7 @@ RUNS: dict[str, tuple[str, dict, dict]] = {
     "carve 10%: rows from random": ("carve", {"ratio": 0.1}, {"row_init": "random"}),
     "carve 10%: rows from cards": ("carve", {"ratio": 0.1}, {"row_init": "card"}),
     "carve 10%: paper router (tau 0.08, 5 epochs)": ("carve", {"ratio": 0.1}, {"tau": 0.08, "epochs": 5}),
+    "carve 10%: rows not refreshed": ("carve", {"ratio": 0.1}, {"row_refresh": False}),
     "reference: prompt-mean rows, no training": ("naive", {}, {"epochs": 0}),
 }
 HEADLINE = ("carve 10%", "replay 10%", "joint", "cumulative")
@@ -154,6 +155,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr-proj", type=float, default=1e-4)
     ap.add_argument("--card-weight", type=float, default=0.0, help="Cards counted as prompts in a new row's mean.")
+    ap.add_argument(
+        "--row-refresh", action="store_true", help="Fold a known model's new prompts into its row before training."
+    )
+    ap.add_argument(
+        "--held-out", action="store_true", help="Evaluate on every 5th val example (held out), not on eval."
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", help="Run only these labels.")
     ap.add_argument("--max-examples", type=int, default=None, help="First N records per split (quick checks).")
@@ -168,6 +175,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stream = load_cmrbench(args.data, "public", max_examples=args.max_examples)
+    if args.held_out:
+        stream = held_out_stream(stream)
     router_cfg = router_config(args, lr_proj=args.lr_proj)
     path = out / "results.json"
     warm = EmbeddingRouter(**router_cfg)  # imports and weight loading stay out of the timed fits

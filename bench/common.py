@@ -4,6 +4,7 @@ configuration the continual benchmarks share."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -32,11 +33,25 @@ def top1(router: Router, examples: list[RoutingExample]) -> dict[str, float]:
     return {"M": topk_accuracy(h["M"], 1), "D": topk_accuracy(h["D"], 1)}
 
 
+def held_out_stream(stream: Stream, every: int = 5) -> Stream:
+    """``stream`` for choosing settings without its eval splits: each experience trains on its
+    training examples but every ``every``-th one, and is evaluated on those held-out ones."""
+    experiences = [
+        dataclasses.replace(
+            e,
+            train=[x for i, x in enumerate(e.train) if i % every],
+            eval=[x for i, x in enumerate(e.train) if not i % every],
+        )
+        for e in stream
+    ]
+    return dataclasses.replace(stream, name=f"{stream.name} (held-out val)", experiences=experiences)
+
+
 def router_config(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
     """The embedding-router settings every run of a continual benchmark shares: ``--finetune``,
     ``--precision``, ``--epochs``, ``--batch-size``, ``--seed`` from ``args``; full softmax,
-    tau 0.05, prompt-mean rows (``--card-weight`` cards in the mean) and the default learning rates
-    unless ``overrides`` say otherwise."""
+    tau 0.05, prompt-mean rows (``--card-weight`` cards in the mean, ``--row-refresh`` when the
+    benchmark has it) and the default learning rates unless ``overrides`` say otherwise."""
     return {
         "finetune": args.finetune,
         "precision": args.precision,
@@ -47,6 +62,7 @@ def router_config(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
         "loss": "full",
         "row_init": "prompt_mean",
         "card_weight": args.card_weight,
+        "row_refresh": bool(getattr(args, "row_refresh", False)),
         "lr_encoder": 1e-4,
         "lr_proj": 1e-3,
         "lr_rows": 3e-4,

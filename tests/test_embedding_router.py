@@ -67,6 +67,44 @@ def test_prompt_mean_card_and_random_rows(tiny_stream):
     assert torch.allclose(tables["card"].norm(dim=1), torch.ones(len(tables["card"])), atol=1e-5)
 
 
+def test_row_refresh_keeps_untrained_rows_the_running_prompt_mean(tiny_stream, tmp_path):
+    exp1, exp2 = tiny_stream[0], tiny_stream[1]
+    recurring = sorted({e.model_id for e in exp1.train} & {e.model_id for e in exp2.train})
+    assert recurring
+    r = _router(epochs=0, row_refresh=True)
+    r.fit(exp1)
+    r.save(tmp_path / "r")
+    r = load_router(tmp_path / "r")  # the masses travel with the router
+    assert r.row_mass_ and r.row_refresh
+    r.fit(exp2)
+    for m in recurring:  # exactly the mean of every prompt seen so far
+        prompts = [e.prompt for e in [*exp1.train, *exp2.train] if e.model_id == m]
+        want = torch.nn.functional.normalize(r.embed(prompts).sum(0), dim=-1)
+        assert torch.allclose(r.row_vectors()[r.registry_.row(m)], want, atol=1e-5)
+        assert r.row_mass_[r.registry_.row(m)] == pytest.approx(float(r.embed(prompts).sum(0).norm()), rel=1e-4)
+    plain = _router(epochs=0)
+    plain.fit(exp1)
+    plain.fit(exp2)
+    rows = r.registry_.rows(recurring)
+    assert not torch.allclose(plain.row_vectors()[rows], r.row_vectors()[rows], atol=1e-3)
+    others = [i for i in range(len(exp1.new_cards)) if i not in rows]
+    assert torch.allclose(plain.row_vectors()[others], r.row_vectors()[others], atol=1e-6)
+    # retired rows stay; CARvE anchors a refreshed row where the refresh put it
+    c = _router(epochs=1, row_refresh=True, strategy="carve", strategy_params={"k": 8, "n_hard": 2})
+    c.fit(exp1)
+    c.retire([recurring[0]])
+    gone = c.registry_.row(recurring[0])
+    kept = c.row_vectors()[gone].detach().clone()
+    c.add_models(exp2.new_cards, skip_existing=True)  # new rows are pending: not refreshed
+    c.strategy_.before_experience(c, exp2)
+    changed = c._refresh_rows(exp2.train)
+    c.strategy_.on_rows_set(c, changed)
+    assert gone not in changed and set(c.registry_.rows(recurring[1:])) <= set(changed)
+    assert torch.equal(c.row_vectors()[gone], kept)
+    assert torch.allclose(c.strategy_.anchor_.table_[changed], c.row_vectors()[changed].detach(), atol=1e-6)
+    assert float(c.strategy_.anchor_.terms(c)["emb"].detach()) < 1e-6
+
+
 def test_retired_rows_get_no_update_and_no_traffic(tiny_stream):
     r = _router(row_init="card")
     r.fit(tiny_stream[0])

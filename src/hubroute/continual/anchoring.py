@@ -59,6 +59,14 @@ class Anchor:
         self.table_ = router.row_vectors().detach().clone()
         self.proj_ = router.proj_.weight.detach().clone()
 
+    def rebase(self, router: EmbeddingRouter, rows: list[int]) -> None:
+        """Take the router's current vectors of ``rows`` as their snapshot (rows reset from data
+        between experiences are anchored where the reset put them)."""
+        old = [r for r in rows if r < self.n_rows]
+        if old:
+            idx = torch.as_tensor(old, device=self.table_.device)
+            self.table_[idx] = router.row_vectors().detach()[idx].to(self.table_.device)
+
     def terms(self, router: EmbeddingRouter) -> dict[str, torch.Tensor]:
         """The unweighted drift terms ``emb`` and ``proj`` (zero before the first snapshot)."""
         zero = torch.zeros((), device=router.proj_.weight.device)

@@ -89,6 +89,10 @@ class Strategy:
         (0 freezes a row, 1 is a plain step), or ``None`` for plain steps everywhere."""
         return None
 
+    def on_rows_set(self, router: EmbeddingRouter, rows: list[int]) -> None:
+        """Called when the router reset these existing rows from new training prompts before
+        training (its ``row_refresh``)."""
+
     def after_experience(self, router: EmbeddingRouter, experience: Experience) -> None:
         """Called after the router trained on ``experience``."""
 

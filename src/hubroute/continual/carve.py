@@ -207,6 +207,9 @@ class CARvEStrategy(ReplayStrategy):
             rng,
         )
 
+    def on_rows_set(self, router: EmbeddingRouter, rows: list[int]) -> None:
+        self.anchor_.rebase(router, rows)
+
     def penalty(self, router: EmbeddingRouter, batch: Batch) -> torch.Tensor | None:
         return self.anchor_.penalty(router) if self.phase_ == 1 else None
 

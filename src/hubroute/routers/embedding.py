@@ -35,7 +35,7 @@ from hubroute.continual import make_strategy
 from hubroute.continual.base import Strategy, TrainItem
 from hubroute.encoders import Encoder, load_encoder, resolve_model_path
 from hubroute.errors import DataError, HubrouteError
-from hubroute.hub import Experience, Registry
+from hubroute.hub import Experience, Registry, RoutingExample
 from hubroute.routers.base import Router
 
 FINETUNE_MODES = ("frozen", "full", "lora")
@@ -97,12 +97,15 @@ class EmbeddingRouter(Router):
     (``bf16`` runs the trainable encoder under bfloat16 autocast while training, and while
     routing on a GPU; CPU routing stays fp32), ``dim``
     (projection size), ``tau`` (temperature), ``row_init`` and ``card_weight`` (with
-    ``prompt_mean``, the card embedding counts as that many prompts), ``loss`` and ``n_candidates``,
+    ``prompt_mean``, the card embedding counts as that many prompts), ``row_refresh`` (fold a
+    known model's new training prompts into its row as a running mean before training; see
+    :meth:`_refresh_rows`), ``loss`` and ``n_candidates``,
     ``epochs``, ``batch_size``, learning rates per group (``lr_encoder``, ``lr_proj``,
     ``lr_rows``), ``strategy`` (a name from :data:`hubroute.continual.STRATEGIES` or a
     :class:`Strategy`) with ``strategy_params``, ``seed``, ``device``.
     Learned state: ``proj_``, ``table_``, ``st_`` (trainable encoder), ``strategy_``,
-    ``n_trained_``, ``history_``.
+    ``n_trained_``, ``history_``, ``pending_rows_`` (rows waiting for their first prompts),
+    ``row_mass_`` (row -> length of the sum of the unit prompt vectors it was set from).
     """
 
     kind = "embedding"
@@ -117,6 +120,7 @@ class EmbeddingRouter(Router):
         tau: float = 0.05,
         row_init: str = "prompt_mean",
         card_weight: float = 0.0,
+        row_refresh: bool = False,
         loss: str = "full",
         n_candidates: int = 64,
         epochs: int = 4,
@@ -149,7 +153,7 @@ class EmbeddingRouter(Router):
             )
         self.encoder_name = encoder
         self.finetune, self.dim, self.tau = finetune, dim, tau
-        self.row_init, self.card_weight = row_init, float(card_weight)
+        self.row_init, self.card_weight, self.row_refresh = row_init, float(card_weight), bool(row_refresh)
         self.loss, self.n_candidates = loss, n_candidates
         self.epochs, self.batch_size = epochs, batch_size
         self.lr_encoder, self.lr_proj, self.lr_rows, self.weight_decay = lr_encoder, lr_proj, lr_rows, weight_decay
@@ -166,6 +170,7 @@ class EmbeddingRouter(Router):
         self.table_: nn.Parameter | None = None
         self.n_trained_ = 0
         self.pending_rows_: set[int] = set()
+        self.row_mass_: dict[int, float] = {}
         self.history_: list[dict[str, Any]] = []
         self._initial: dict[str, torch.Tensor] | None = None
 
@@ -180,6 +185,7 @@ class EmbeddingRouter(Router):
             "tau": self.tau,
             "row_init": self.row_init,
             "card_weight": self.card_weight,
+            "row_refresh": self.row_refresh,
             "loss": self.loss,
             "n_candidates": self.n_candidates,
             "epochs": self.epochs,
@@ -259,6 +265,7 @@ class EmbeddingRouter(Router):
             self.table_ = nn.Parameter(self._init_rows(rows))
         if self.row_init == "prompt_mean":
             self.pending_rows_ = set(rows.tolist())
+        self.row_mass_ = {}
 
     # -- features and scores -------------------------------------------------------------
     def _features(self, texts: Sequence[str], *, grad: bool, st: nn.Module | None = None) -> torch.Tensor:
@@ -376,9 +383,39 @@ class EmbeddingRouter(Router):
             for r in rows:
                 n = len(by_row[r])
                 card = F.normalize(self.table_[r], dim=-1) * self.card_weight
-                self.table_[r] = F.normalize(z[start : start + n].sum(0) + card, dim=-1)
+                total = z[start : start + n].sum(0) + card
+                self.table_[r] = F.normalize(total, dim=-1)
+                self.row_mass_[r] = float(total.norm())
                 start += n
         self.pending_rows_ -= set(rows)
+
+    def _refresh_rows(self, examples: list[RoutingExample]) -> list[int]:
+        """Fold the prompts of ``examples`` (new training data) into the rows of models set up
+        in earlier experiences, as a running mean: a row whose prompt vectors summed to length
+        ``m`` becomes the normalised ``m * row + sum of the new unit prompt vectors`` (for a row
+        training has not moved, exactly the mean of all its prompts). Pending and retired rows
+        are left alone. Returns the rows changed."""
+        by_row: dict[int, list[str]] = defaultdict(list)
+        active = self.registry_.active_mask
+        for x in examples:
+            r = self.registry_.row(x.model_id)
+            if r not in self.pending_rows_ and active[r]:
+                by_row[r].append(x.prompt)
+        if not by_row:
+            return []
+        rows = sorted(by_row)
+        z = self.embed([p for r in rows for p in by_row[r]]).detach()
+        with torch.no_grad():
+            start = 0
+            for r in rows:
+                n = len(by_row[r])
+                # a row no prompt has set yet (card or random start) weighs as ``card_weight`` prompts
+                old = F.normalize(self.table_[r], dim=-1) * self.row_mass_.get(r, self.card_weight)
+                total = z[start : start + n].sum(0) + old
+                self.table_[r] = F.normalize(total, dim=-1)
+                self.row_mass_[r] = float(total.norm())
+                start += n
+        return rows
 
     # -- training ------------------------------------------------------------------------
     def _candidates(self, rows: torch.Tensor, active: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -452,6 +489,10 @@ class EmbeddingRouter(Router):
         items = strategy.training_data(self, experience)
         active = self.registry_.active_mask
         items = [it for it in items if active[self.registry_.row(it.example.model_id)]]
+        if self.row_refresh:
+            refreshed = self._refresh_rows(experience.train)
+            if refreshed:
+                strategy.on_rows_set(self, refreshed)
         self._init_pending_rows(items)
         if self.epochs and items:
             self.train_items(items, strategy, tag=experience.name)
@@ -523,6 +564,7 @@ class EmbeddingRouter(Router):
         state = {
             "n_trained": self.n_trained_,
             "pending_rows": sorted(self.pending_rows_),
+            "row_mass": {str(r): m for r, m in sorted(self.row_mass_.items())},
             "history": self.history_,
             "strategy_state": self.strategy_.state_json(),
         }
@@ -546,6 +588,10 @@ class EmbeddingRouter(Router):
         self.table_ = nn.Parameter(table)
         self.n_trained_ = int(state["n_trained"])
         self.pending_rows_ = set(state["pending_rows"])
+        if "row_mass" in state:
+            self.row_mass_ = {int(r): float(m) for r, m in state["row_mass"].items()}
+        else:  # saved before the mass was kept: a row set from prompts weighs as one prompt
+            self.row_mass_ = {r: 1.0 for r in range(len(self.registry_)) if r not in self.pending_rows_}
         self.history_ = state["history"]
 
     def _default_card(self) -> str:
