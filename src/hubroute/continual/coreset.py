@@ -1,7 +1,7 @@
 """Domain-stratified coreset selection by farthest-point sampling (CARvE's replay buffer).
 
 :func:`domain_quotas` splits a budget over domains in proportion to their frequency, with a
-floor per domain; :func:`select_coreset` then fills each domain's quota by farthest-point
+floor per domain (lowered when the floors alone would exceed the budget); :func:`select_coreset` then fills each domain's quota by farthest-point
 sampling of the prompts in a fixed embedding space, taking at most ``max_per_model`` prompts of
 any one model.
 """
@@ -19,17 +19,24 @@ from hubroute.hub import RoutingExample
 def domain_quotas(counts: dict[str, int], budget: int, min_per_domain: int = 5) -> dict[str, int]:
     """How many examples to keep per domain.
 
-    Proportional shares of ``budget`` (largest remainder), each raised to
-    ``min(min_per_domain, count)`` and capped by the domain's count. When the floors alone
-    exceed the budget, the floors win (every domain stays represented); otherwise the total is
-    exactly ``min(budget, sum(counts))``.
+    Proportional shares of ``budget`` (largest remainder), each raised to a floor of
+    ``min(min_per_domain, count)`` and capped by the domain's count; the total is exactly
+    ``min(budget, sum(counts))``. The budget is a hard cap (a coreset is compared with random
+    replay of the same size): when the floors alone would exceed it, the floor is lowered until
+    they fit, and when even one example per domain does not fit, the most frequent domains get one.
     """
     total = sum(counts.values())
     budget = min(budget, total)
     if budget <= 0:
         return dict.fromkeys(counts, 0)
     names = sorted(counts)
-    floor = {d: min(min_per_domain, counts[d]) for d in names}
+    lowest = min_per_domain
+    while lowest > 1 and sum(min(lowest, c) for c in counts.values()) > budget:
+        lowest -= 1
+    floor = {d: min(lowest, counts[d]) for d in names}
+    if sum(floor.values()) > budget:  # fewer slots than domains: one each for the most frequent
+        first = set(sorted(names, key=lambda d: (-counts[d], d))[:budget])
+        floor = {d: int(d in first) for d in names}
     share = {d: budget * counts[d] / total for d in names}
     quota = {d: min(counts[d], max(floor[d], int(share[d]))) for d in names}
     left = budget - sum(quota.values())
