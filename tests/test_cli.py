@@ -108,11 +108,13 @@ def test_train_carve_saves_a_carve_router_that_routes(tmp_path):
     )
     out = tmp_path / "carve"
     args = ["train", "--router", "carve", "--data", str(syn), "-s", "k=16", "-p", "epochs=2", "--out", str(out)]
-    res = runner.invoke(app, [*args, "--no-plots"])
+    res = runner.invoke(app, [*args, "-p", "row_refresh=true", "-p", "card_weight=0.5", "--no-plots"])
     assert res.exit_code == 0, res.output
     config = json.loads((out / "router" / "config.json").read_text())
     assert config["router"] == "carve" and config["params"]["strategy"] == "carve"
     assert config["params"]["strategy_params"]["k"] == 16
+    assert config["params"]["row_refresh"] is True and config["params"]["card_weight"] == 0.5
+    assert json.loads((out / "router" / "state.json").read_text())["row_mass"]
     res = runner.invoke(app, ["route", "--router", str(out / "router"), "--json", "translate german subtitles"])
     assert res.exit_code == 0, res.output
     assert len(json.loads(res.stdout)[0]["models"]) == 5

@@ -1,9 +1,9 @@
 """Domain-stratified coreset selection by farthest-point sampling (CARvE's replay buffer).
 
 :func:`domain_quotas` splits a budget over domains in proportion to their frequency, with a
-floor per domain (lowered when the floors alone would exceed the budget); :func:`select_coreset` then fills each domain's quota by farthest-point
-sampling of the prompts in a fixed embedding space, taking at most ``max_per_model`` prompts of
-any one model.
+floor per domain (lowered when the floors alone would exceed the budget); :func:`select_coreset`
+then fills each domain's quota by farthest-point sampling of the prompts in a fixed embedding
+space, taking at most ``max_per_model`` prompts of any one model.
 """
 
 from __future__ import annotations
