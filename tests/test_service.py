@@ -234,10 +234,11 @@ def test_concurrent_requests_are_batched_and_every_runtime_agrees(tmp_path, rout
                 )
             if "int8" not in inference:  # batching pads differently: scores agree to rounding
                 for a, b in zip(many, one, strict=True):
-                    assert [m["model_id"] for m in a["models"]] == [m["model_id"] for m in b["models"]]
-                    assert [m["score"] for m in a["models"]] == pytest.approx(
-                        [m["score"] for m in b["models"]], abs=1e-3
-                    )
+                    sa, sb = [m["score"] for m in a["models"]], [m["score"] for m in b["models"]]
+                    assert sa == pytest.approx(sb, abs=1e-3)
+                    for ma, mb, x, y in zip(a["models"], b["models"], sa, sb, strict=True):
+                        # the same model at each rank, unless two models tie there (equal scores)
+                        assert ma["model_id"] == mb["model_id"] or abs(x - y) <= 1e-5, (a, b)
             else:  # int8 activations are quantised per batch, so a batch's neighbours shift scores a little
                 same = [
                     a["models"][0]["model_id"] == b["models"][0]["model_id"] for a, b in zip(many, one, strict=True)
