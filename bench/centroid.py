@@ -14,7 +14,6 @@ chosen weight, and evaluated on the eval splits as every other benchmark here. W
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from common import command_line, top1
+from common import command_line, held_out_stream, top1
 from hubroute.data.cmrbench import load_cmrbench
 from hubroute.encoders import load_encoder
 from hubroute.evaluation.report import matrix_table
@@ -40,10 +39,9 @@ def held_out_scores(stream: Stream, encoder, weight: float) -> dict[str, float]:
     """M- and D-Acc on every ``HOLD_EVERY``-th val example after learning the other val examples."""
     router = CentroidRouter(encoder, card_weight=weight)
     held = []
-    for e in stream:
-        keep = [x for i, x in enumerate(e.train) if i % HOLD_EVERY]
-        held += [x for i, x in enumerate(e.train) if not i % HOLD_EVERY]
-        router.fit(dataclasses.replace(e, train=keep))
+    for e in held_out_stream(stream, HOLD_EVERY):
+        held += e.eval
+        router.fit(e)
     return top1(router, held) | {"n": len(held)}
 
 
