@@ -365,6 +365,23 @@ class EmbeddingRouter(Router):
         if self.row_init == "prompt_mean":
             self.pending_rows_.update(int(r) for r in rows)
 
+    def _fold_prompts(self, by_row: dict[int, list[str]]) -> list[int]:
+        """Fold each row's prompts into it as a running mean: the row, weighted by the length of
+        the prompt-vector sum it was set from (``row_mass_``; ``card_weight`` for a row no prompt
+        has set yet), plus the new unit prompt vectors, normalised. Returns the rows changed."""
+        rows = sorted(by_row)
+        z = self.embed([p for r in rows for p in by_row[r]]).detach()
+        with torch.no_grad():
+            start = 0
+            for r in rows:
+                n = len(by_row[r])
+                old = F.normalize(self.table_[r], dim=-1) * self.row_mass_.get(r, self.card_weight)
+                total = z[start : start + n].sum(0) + old
+                self.table_[r] = F.normalize(total, dim=-1)
+                self.row_mass_[r] = float(total.norm())
+                start += n
+        return rows
+
     def _init_pending_rows(self, items: list[TrainItem]) -> None:
         """Set each pending row with training prompts to the mean of their unit vectors, the row's
         card vector (its value while pending) counting as ``card_weight`` of them."""
@@ -373,21 +390,8 @@ class EmbeddingRouter(Router):
             r = self.registry_.row(it.example.model_id)
             if r in self.pending_rows_:
                 by_row[r].append(it.example.prompt)
-        if not by_row:
-            return
-        rows = sorted(by_row)
-        texts = [p for r in rows for p in by_row[r]]
-        z = self.embed(texts).detach()
-        with torch.no_grad():
-            start = 0
-            for r in rows:
-                n = len(by_row[r])
-                card = F.normalize(self.table_[r], dim=-1) * self.card_weight
-                total = z[start : start + n].sum(0) + card
-                self.table_[r] = F.normalize(total, dim=-1)
-                self.row_mass_[r] = float(total.norm())
-                start += n
-        self.pending_rows_ -= set(rows)
+        if by_row:
+            self.pending_rows_ -= set(self._fold_prompts(by_row))
 
     def _refresh_rows(self, examples: list[RoutingExample]) -> list[int]:
         """Fold the prompts of ``examples`` (new training data) into the rows of models set up
@@ -401,21 +405,7 @@ class EmbeddingRouter(Router):
             r = self.registry_.row(x.model_id)
             if r not in self.pending_rows_ and active[r]:
                 by_row[r].append(x.prompt)
-        if not by_row:
-            return []
-        rows = sorted(by_row)
-        z = self.embed([p for r in rows for p in by_row[r]]).detach()
-        with torch.no_grad():
-            start = 0
-            for r in rows:
-                n = len(by_row[r])
-                # a row no prompt has set yet (card or random start) weighs as ``card_weight`` prompts
-                old = F.normalize(self.table_[r], dim=-1) * self.row_mass_.get(r, self.card_weight)
-                total = z[start : start + n].sum(0) + old
-                self.table_[r] = F.normalize(total, dim=-1)
-                self.row_mass_[r] = float(total.norm())
-                start += n
-        return rows
+        return self._fold_prompts(by_row) if by_row else []
 
     # -- training ------------------------------------------------------------------------
     def _candidates(self, rows: torch.Tensor, active: torch.Tensor, g: torch.Generator) -> torch.Tensor:
