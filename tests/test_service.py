@@ -239,11 +239,14 @@ def test_concurrent_requests_are_batched_and_every_runtime_agrees(tmp_path, rout
                     for ma, mb, x, y in zip(a["models"], b["models"], sa, sb, strict=True):
                         # the same model at each rank, unless two models tie there (equal scores)
                         assert ma["model_id"] == mb["model_id"] or abs(x - y) <= 1e-5, (a, b)
-            else:  # int8 activations are quantised per batch, so a batch's neighbours shift scores a little
-                same = [
-                    a["models"][0]["model_id"] == b["models"][0]["model_id"] for a, b in zip(many, one, strict=True)
+            else:  # int8 activations are quantised per batch, so a batch's neighbours shift scores a
+                # little: near-ties may swap, but a batched answer stays among the single answer's top 3
+                pairs = [
+                    (a["models"][0]["model_id"], [m["model_id"] for m in b["models"]])
+                    for a, b in zip(many, one, strict=True)
                 ]
-                assert sum(same) >= 0.9 * len(same)
+                assert all(top in three for top, three in pairs)
+                assert sum(top == three[0] for top, three in pairs) >= 0.8 * len(pairs)
             answers[inference] = [r["models"][0]["model_id"] for r in one]
         finally:
             stop(proc)
