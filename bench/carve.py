@@ -11,6 +11,8 @@ each run (``--resume`` continues a stopped run) to ``OUT/results.json`` and ``OU
     python bench/carve.py --data ../shared/cmrbench                      # frozen encoder, all runs
     python bench/carve.py --finetune full --precision bf16 --out bench/results/carve_full \\
         --only 'carve 10%' 'replay 10%' joint cumulative
+    python bench/carve.py --finetune full --precision bf16 --card-weight 0.5 --row-refresh --held-out \\
+        --out bench/results/carve_full_refresh_heldout --only 'carve 10%: full softmax, encoder x0.1 in phase 1'
 """
 
 from __future__ import annotations
