@@ -12,13 +12,13 @@ from hubroute.continual import CARvEStrategy, TrainItem
 from hubroute.continual.anchoring import Anchor
 from hubroute.continual.coreset import domain_quotas, farthest_points, select_coreset
 from hubroute.continual.negatives import CandidateSampler
-from hubroute.continual.sampler import domain_batches
 from hubroute.data.synth import SynthConfig, synth_stream
 from hubroute.data.taxonomy import category_of
 from hubroute.errors import HubrouteError
 from hubroute.evaluation.runner import run_stream
 from hubroute.hub import ModelCard
 from hubroute.routers import CARvERouter, load_router
+from hubroute.training.batching import domain_batches
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +27,12 @@ def tiny_stream():
 
 
 def _carve(**strategy_params) -> CARvERouter:
-    return CARvERouter(epochs=3, batch_size=16, seed=0, strategy_params={"k": 16, **strategy_params})
+    return CARvERouter(training={"epochs": 3, "batch_size": 16}, seed=0, strategy_params={"k": 16, **strategy_params})
 
 
 # -- candidate sets --------------------------------------------------------------------------
 def test_hard_mining_finds_the_planted_confuser_and_is_cached(tiny_stream):
-    router = CARvERouter(epochs=0)
+    router = CARvERouter(training={"epochs": 0})
     exp = tiny_stream[0]
     router.fit(exp)
     gold = exp.train[0]
@@ -55,7 +55,7 @@ def test_hard_mining_finds_the_planted_confuser_and_is_cached(tiny_stream):
 
 
 def test_candidate_sets_are_distinct_active_and_stratified(tiny_stream):
-    router = CARvERouter(epochs=0)
+    router = CARvERouter(training={"epochs": 0})
     for exp in tiny_stream:
         router.fit(exp)
     reg = router.registry_
@@ -88,7 +88,9 @@ def test_candidate_sets_are_distinct_active_and_stratified(tiny_stream):
 # -- anchoring -------------------------------------------------------------------------------
 def _old_row_drift(strategy_params: dict, tiny_stream) -> float:
     router = CARvERouter(
-        epochs=4, batch_size=16, seed=0, lr_rows=5e-2, lr_proj=1e-2, strategy_params={"k": 16, **strategy_params}
+        training={"epochs": 4, "batch_size": 16, "lr_rows": 5e-2, "lr_proj": 1e-2},
+        seed=0,
+        strategy_params={"k": 16, **strategy_params},
     )
     router.fit(tiny_stream[0])
     before = router.row_vectors().detach().clone()
@@ -105,7 +107,7 @@ def test_anchoring_bounds_the_drift_of_old_rows(tiny_stream):
 
 
 def test_anchor_terms_cover_old_rows_and_the_projection_only(tiny_stream):
-    router = CARvERouter(epochs=0)
+    router = CARvERouter(training={"epochs": 0})
     router.fit(tiny_stream[0])
     anchor = Anchor("both", lam_emb=2.0, lam_proj=3.0)
     assert anchor.penalty(router) is None  # nothing to anchor to yet
@@ -132,18 +134,17 @@ def test_phase_one_scales_learning_rates_old_rows_and_replay_weight(tiny_stream)
     router = _carve()
     router.fit(tiny_stream[0])
     strategy = router.strategy_
-    opt = router._optimizer()
-    strategy.on_step(router, 0, 10, opt)
-    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
-    assert strategy.phase_ == 1 and lrs["proj"] == pytest.approx(0.1 * router.lr_proj)
+    trainer = router.trainer()
+    strategy.on_step(trainer, 0, 10)
+    assert strategy.anchoring.phase_ == 1 and strategy.lr_scales(trainer)["proj"] == pytest.approx(0.1)
     replayed = TrainItem(tiny_stream[0].train[0], replayed=True)
-    assert strategy.item_weight(replayed) == 5.0
-    scale = strategy.row_step_scale(router)
+    assert strategy.weight_factor(replayed) == 5.0
+    scale = strategy.row_step_scale(trainer)
     assert scale is not None and float(scale[0]) == pytest.approx(0.1)
-    strategy.on_step(router, 4, 10, opt)  # 40 % of the steps done: phase 2
-    assert strategy.phase_ == 2 and strategy.item_weight(replayed) == 1.0
-    assert strategy.row_step_scale(router) is None
-    assert {g["name"]: g["lr"] for g in opt.param_groups}["proj"] == pytest.approx(router.lr_proj)
+    strategy.on_step(trainer, 4, 10)  # 40 % of the steps done: phase 2
+    assert strategy.anchoring.phase_ == 2 and strategy.weight_factor(replayed) == 1.0
+    assert strategy.row_step_scale(trainer) is None
+    assert strategy.lr_scales(trainer)["proj"] == pytest.approx(1.0)
 
 
 # -- coreset replay --------------------------------------------------------------------------
@@ -209,26 +210,28 @@ def test_domain_batches_never_repeat_a_gold_model_and_cover_every_example():
 
 # -- the whole strategy ----------------------------------------------------------------------
 def test_carve_learns_forgets_less_than_naive_and_round_trips(small_stream, tmp_path):
-    carve = CARvERouter(epochs=4, batch_size=32, seed=0, lr_rows=5e-3, strategy_params={"k": 32, "ratio": 0.2})
+    training = {"epochs": 4, "batch_size": 32, "lr_rows": 5e-3}
+    carve = CARvERouter(training=training, seed=0, strategy_params={"k": 32, "ratio": 0.2})
     res = run_stream(carve, small_stream, latency=False)
-    naive = CARvERouter(epochs=4, batch_size=32, seed=0, lr_rows=5e-3, strategy="naive")
+    naive = CARvERouter(training=training, seed=0, strategy="naive")
     res_naive = run_stream(naive, small_stream, latency=False)
     s, sn = res.summary(), res_naive.summary()
     assert s["M"]["final_average"] > 20 * 100 / 160
     assert s["D"]["forgetting"] < sn["D"]["forgetting"]
     strategy = carve.strategy_
-    assert isinstance(strategy, CARvEStrategy) and strategy.buffer_ and strategy.anchor_.table_ is not None
+    assert isinstance(strategy, CARvEStrategy) and strategy.replay.buffer_
+    assert strategy.anchoring.anchor_.table_ is not None
     carve.save(tmp_path / "r")
     loaded = load_router(tmp_path / "r")
     assert isinstance(loaded, CARvERouter) and loaded.strategy_.get_params() == strategy.get_params()
     prompts = [e.prompt for e in small_stream[0].eval[:20]]
     assert np.allclose(loaded.scores(prompts), carve.scores(prompts), atol=1e-5)
-    assert torch.equal(loaded.strategy_.anchor_.table_, strategy.anchor_.table_)
-    assert loaded.strategy_.buffer_ == strategy.buffer_
+    assert torch.equal(loaded.strategy_.anchoring.anchor_.table_, strategy.anchoring.anchor_.table_)
+    assert loaded.strategy_.replay.buffer_ == strategy.replay.buffer_
 
 
 def test_bad_carve_configuration():
-    with pytest.raises(HubrouteError, match="replay"):
+    with pytest.raises(HubrouteError, match="unknown CARvE setting"):
         CARvEStrategy(replay="everything")
     with pytest.raises(HubrouteError, match="anchor_fraction"):
         CARvEStrategy(anchor_fraction=1.5)

@@ -9,6 +9,7 @@ from hubroute.data.synth import SynthConfig, synth_stream
 from hubroute.errors import HubrouteError
 from hubroute.evaluation.runner import run_stream
 from hubroute.routers import EmbeddingRouter, load_router
+from hubroute.training.losses import SampledSoftmax
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def tiny_stream():
 
 def _router(**kw) -> EmbeddingRouter:
     base = {"epochs": 3, "batch_size": 16, "seed": 0}
-    return EmbeddingRouter(**{**base, **kw})
+    return EmbeddingRouter.from_params({**base, **kw})
 
 
 @pytest.mark.parametrize("strategy", ["naive", "replay", "ewc", "lwf", "cumulative", "joint"])
@@ -96,13 +97,15 @@ def test_row_refresh_keeps_untrained_rows_the_running_prompt_mean(tiny_stream, t
     gone = c.registry_.row(recurring[0])
     kept = c.row_vectors()[gone].detach().clone()
     c.add_models(exp2.new_cards, skip_existing=True)  # new rows are pending: not refreshed
-    c.strategy_.before_experience(c, exp2)
-    changed = c._refresh_rows(exp2.train)
-    c.strategy_.on_rows_set(c, changed)
+    trainer = c.trainer()
+    c.strategy_.before_experience(trainer, exp2)
+    changed = c.refresh_rows(exp2.train)
+    c.strategy_.on_rows_set(trainer, changed)
     assert gone not in changed and set(c.registry_.rows(recurring[1:])) <= set(changed)
     assert torch.equal(c.row_vectors()[gone], kept)
-    assert torch.allclose(c.strategy_.anchor_.table_[changed], c.row_vectors()[changed].detach(), atol=1e-6)
-    assert float(c.strategy_.anchor_.terms(c)["emb"].detach()) < 1e-6
+    anchor = c.strategy_.anchoring.anchor_
+    assert torch.allclose(anchor.table_[changed], c.row_vectors()[changed].detach(), atol=1e-6)
+    assert float(anchor.terms(c)["emb"].detach()) < 1e-6
 
 
 def test_retired_rows_get_no_update_and_no_traffic(tiny_stream):
@@ -124,7 +127,7 @@ def test_sampled_candidates_and_loss(tiny_stream):
     r.retire([tiny_stream[0].new_cards[1].model_id])
     active = torch.from_numpy(r.registry_.active_mask)
     gold = torch.as_tensor(r.registry_.rows([tiny_stream[0].new_cards[0].model_id] * 50))
-    cand = r._candidates(gold, active, torch.Generator().manual_seed(0))
+    cand = SampledSoftmax(8).sample(gold, active, torch.Generator().manual_seed(0))
     assert cand.shape == (50, 8)
     assert (cand[:, 0] == gold).all() and not (cand[:, 1:] == gold[:, None]).any()
     assert active[cand].all()
@@ -137,15 +140,17 @@ def test_ewc_and_lwf_penalties_start_after_the_first_experience(tiny_stream):
         r = _router(strategy=name)
         items = [TrainItem(e) for e in tiny_stream[0].train[:8]]
         r.add_models(tiny_stream[0].new_cards)
-        _, batch = r.batch_loss(items)
-        assert r.strategy_.penalty(r, batch) is None
+        trainer = r.trainer()
+        _, batch = trainer.batch_loss(items)
+        assert r.strategy_.penalty(trainer, batch) is None
         r.fit(tiny_stream[0])
         r.add_models(tiny_stream[1].new_cards)
-        r.strategy_.before_experience(r, tiny_stream[1])
-        r.train_items([TrainItem(e) for e in tiny_stream[1].train[:16]])  # move away from the anchor
-        _, batch = r.batch_loss(items)
-        pen = r.strategy_.penalty(r, batch)
-        assert pen is not None and float(pen) > 0
+        trainer = r.trainer()
+        r.strategy_.before_experience(trainer, tiny_stream[1])
+        trainer.train([TrainItem(e) for e in tiny_stream[1].train[:16]])  # move away from the anchor
+        _, batch = trainer.batch_loss(items)
+        pen = r.strategy_.penalty(trainer, batch)
+        assert pen is not None and float(pen.detach()) > 0
 
 
 def test_save_load_routes_identically_and_keeps_strategy_state(tiny_stream, tmp_path):
@@ -166,7 +171,7 @@ def test_lora_merge_trains_merges_and_round_trips(tiny_stream, tmp_path):
     r = _router(finetune="lora", strategy="merge", epochs=1, lr_encoder=5e-4, lora_r=4)
     res = run_stream(r, tiny_stream, latency=False)
     assert r.strategy_.adapters_ == ["exp0", "exp1", "exp2"]
-    assert r.st_[0].auto_model.active_adapter == "merged"
+    assert r.adapter_model().active_adapter == "merged"
     assert res.summary()["D"]["final_average"] > 40
     back = load_router(r.save(tmp_path / "lora"))
     prompts = [e.prompt for e in tiny_stream[1].eval]
@@ -178,28 +183,28 @@ def test_full_finetune_changes_the_encoder_and_reset_restores_it(tiny_stream):
     r.fit(tiny_stream[0])
     name = next(k for k in r._initial if k.endswith("word_embeddings.weight"))
     initial = r._initial[name]
-    assert not torch.equal(r.st_.state_dict()[name[4:]], initial)
+    assert not torch.equal(r.encoder_.model.state_dict()[name[4:]], initial)
     r.reset_weights()
-    assert torch.equal(r.st_.state_dict()[name[4:]], initial)
+    assert torch.equal(r.encoder_.model.state_dict()[name[4:]], initial)
     assert r.pending_rows_ == set(range(len(r.registry_)))
 
 
 def test_training_forward_in_length_sorted_chunks_keeps_order_and_gradients(tiny_stream):
-    from hubroute.routers.embedding import TRAIN_CHUNK
+    from hubroute.routers.prompt_encoder import TRAIN_CHUNK
 
     r = _router(finetune="full")
     r._build()
-    for m in r.st_.modules():  # no dropout, so the training pass is deterministic
+    for m in r.encoder_.model.modules():  # no dropout, so the training pass is deterministic
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
     texts = [x.prompt + " extra words" * (i % 7) for i, x in enumerate(tiny_stream[0].train[: 3 * TRAIN_CHUNK + 5])]
-    with_grad = r._features(texts, grad=True)
-    routed = r._features(texts, grad=False)  # other chunks: INFERENCE_CHUNK
+    with_grad = r.encoder_.features(texts, grad=True)
+    routed = r.encoder_.features(texts, grad=False)  # other chunks: INFERENCE_CHUNK
     assert torch.allclose(with_grad.detach(), routed, atol=1e-4)
-    one = r._features(texts[5:6], grad=False)
+    one = r.encoder_.features(texts[5:6], grad=False)
     assert torch.allclose(with_grad[5].detach(), one[0], atol=1e-4)
     with_grad[5].sum().backward()  # the gradient reaches the encoder through the gather
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in r.st_.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in r.encoder_.model.parameters())
 
 
 def test_bad_configuration():

@@ -84,11 +84,32 @@ def test_load_reports_file_and_line(tmp_path):
         Registry.load(path)
 
 
-def test_failed_save_keeps_previous_file(tmp_path):
+def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
     path = Registry([card(0)]).save(tmp_path / "reg.jsonl")
     before = path.read_text()
-    bad = Registry([ModelCard("org/x", "f", "d", extra={"obj": object()})])
-    with pytest.raises(TypeError):
-        bad.save(path)
+    with pytest.raises(RegistryError, match="extra"):  # a card that cannot be written is refused
+        Registry([ModelCard("org/x", "f", "d", extra={"obj": object()})])
+    other = Registry([card(0), card(1)])
+
+    def disk_full(self):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(ModelCard, "to_dict", disk_full)
+    with pytest.raises(OSError):
+        other.save(path)
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["reg.jsonl"]
+
+
+def test_cards_with_unstorable_text_are_refused_and_nothing_is_added():
+    reg = Registry([card(0)])
+    for bad in (
+        ModelCard("org/\udc00", "f", "d"),
+        ModelCard("org/x", "f", "d", text="a \udc00"),
+        ModelCard("org/x\tid", "f", "d"),
+        ModelCard("org/x", "f", "Audio\nASR"),
+        ModelCard("  ", "f", "d"),
+    ):
+        with pytest.raises(RegistryError):
+            reg.add([card(5), bad])
+    assert len(reg) == 1

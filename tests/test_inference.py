@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from hubroute.data.synth import SynthConfig, synth_stream
-from hubroute.encoders import CachedEncoder
+from hubroute.encoders import CachedEncoder, convert_for_inference
+from hubroute.encoders.onnx import OnnxSentenceModel
 from hubroute.errors import HubrouteError
-from hubroute.inference import convert_for_inference
-from hubroute.onnx_runtime import OnnxSentenceModel
 from hubroute.routers import EmbeddingRouter, load_router
 
 
@@ -21,7 +20,9 @@ def stream():
 @pytest.fixture(scope="module")
 def trained(stream, tmp_path_factory):
     """A full fine-tuned router (encoder, projection and rows all moved), saved."""
-    r = EmbeddingRouter(finetune="full", dim=256, epochs=1, batch_size=16, lr_encoder=1e-4, seed=0)
+    r = EmbeddingRouter.from_params(
+        {"finetune": "full", "dim": 256, "epochs": 1, "batch_size": 16, "lr_encoder": 1e-4, "seed": 0}
+    )
     r.fit(stream[0])
     return r.save(tmp_path_factory.mktemp("routers") / "full")
 
@@ -35,7 +36,7 @@ def test_onnx_routes_like_torch_fp32(stream, trained):
     prompts = _prompts(stream)
     ref = load_router(trained)
     onnx = load_router(trained).prepare_inference("onnx")
-    assert isinstance(onnx.st_, OnnxSentenceModel) and not onnx.st_.quantized
+    assert isinstance(onnx.encoder_.model, OnnxSentenceModel) and not onnx.encoder_.model.quantized
     a, b = ref.scores(prompts), onnx.scores(prompts)
     assert np.abs(a - b).max() < 1e-3
     assert np.array_equal(a.argmax(1), b.argmax(1))
@@ -46,18 +47,20 @@ def test_onnx_int8_agrees_and_converted_routers_refuse_training(stream, trained)
     prompts = _prompts(stream)
     ref = load_router(trained).scores(prompts).argmax(1)
     q = load_router(trained).prepare_inference("onnx-int8")
-    assert q.st_.quantized and q.inference_precision_ == "onnx-int8"
+    assert q.encoder_.model.quantized and q.inference_precision_ == "onnx-int8"
     agree = float(np.mean(q.scores(prompts).argmax(1) == ref))
     assert agree >= 0.8, agree
     with pytest.raises(HubrouteError, match="onnx-int8 inference"):
         q.fit(stream[1])
     with pytest.raises(HubrouteError, match="routing only"):
-        q.st_.train(True)
+        q.encoder_.model.train(True)
 
 
 def test_onnx_lora_and_frozen_routers(stream):
     prompts = _prompts(stream)[:12]
-    lora = EmbeddingRouter(finetune="lora", lora_r=4, epochs=1, batch_size=16, lr_encoder=5e-4, seed=0)
+    lora = EmbeddingRouter(
+        finetune="lora", lora={"r": 4}, training={"epochs": 1, "batch_size": 16, "lr_encoder": 5e-4}, seed=0
+    )
     lora.fit(stream[0])
     before = lora.scores(prompts)
     assert np.abs(lora.prepare_inference("onnx").scores(prompts) - before).max() < 1e-3
@@ -74,9 +77,9 @@ def test_onnx_lora_and_frozen_routers(stream):
 
 
 def test_onnx_encode_keeps_input_order(stream, trained):
-    model = load_router(trained).st_
+    model = load_router(trained).encoder_.model
     texts = _prompts(stream)[::-1]
-    onnx = convert_for_inference(load_router(trained).st_, "onnx")
+    onnx = convert_for_inference(load_router(trained).encoder_.model, "onnx")
     a = model.encode(texts, batch_size=5, convert_to_numpy=True)
     b = onnx.encode(texts, batch_size=5, normalize_embeddings=True)
     assert b.shape == a.shape
@@ -90,7 +93,7 @@ def test_unknown_runtime_is_an_error(trained):
 
 
 def test_exported_graph_is_kept_and_reused(stream, trained, tmp_path, monkeypatch):
-    import hubroute.onnx_runtime as onnx_runtime
+    import hubroute.encoders.onnx as onnx_runtime
 
     prompts = _prompts(stream)[:8]
     first = load_router(trained).prepare_inference("onnx-int8", tmp_path / "inference")

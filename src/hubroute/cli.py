@@ -150,10 +150,11 @@ def data_stats(
 
 # -- bench and route -----------------------------------------------------------------------
 def _build_router(name: str, params: dict[str, Any], encoder: str | None):
+    from hubroute.plugins import accepts
     from hubroute.routers import ROUTERS, make_router
 
     if encoder is not None:
-        if name not in ROUTERS or "encoder" not in ROUTERS[name].__init__.__code__.co_varnames:
+        if not accepts(ROUTERS.resolve(name), "encoder"):
             raise HubrouteError(f"router {name!r} takes no encoder")
         params = {**params, "encoder": encoder}
     return make_router(name, **params)
@@ -339,26 +340,47 @@ def serve(
     router_dir: Annotated[Path | None, typer.Option("--router", help="Saved router to serve on first start.")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    max_batch: Annotated[int, typer.Option(help="Most prompts per route request.")] = 256,
-    margin: Annotated[float, typer.Option(help="Promote an update unless held-out M-Acc drops by more.")] = 1.0,
-    update_threads: Annotated[int, typer.Option(help="CPU threads of the update worker.")] = 1,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="TOML file of service settings (see docs/service.md).")
+    ] = None,
+    max_prompts: Annotated[int | None, typer.Option(help="Most prompts per route request.")] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="Promote an update unless held-out M-Acc drops by more points.")
+    ] = None,
+    min_held_out: Annotated[int | None, typer.Option(help="Fewest held-out feedback rows to promote.")] = None,
+    update_threads: Annotated[int | None, typer.Option(help="CPU threads of the update worker.")] = None,
     inference: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Encoder runtime while serving: fp32, bf16 (weights), int8 (dynamic), "
-            "onnx (ONNX Runtime, fp32: the same routes as fp32, faster) or onnx-int8 (fastest; int8 weights)."
+            "onnx (ONNX Runtime, fp32: the same routes as fp32, faster; the default) or onnx-int8 (fastest)."
         ),
-    ] = "onnx",
+    ] = None,
+    keys_file: Annotated[Path | None, typer.Option(help="JSON file of API keys, besides those in the store.")] = None,
+    rate_limit: Annotated[float | None, typer.Option(help="Requests per second per API key (0: none).")] = None,
+    recover: Annotated[
+        bool, typer.Option("--recover", help="Serve the newest intact version if the current one is damaged.")
+    ] = False,
 ) -> None:
     """Serve a router over HTTP (OpenAPI at /docs) and keep it current from feedback."""
-    import uvicorn
+    from hubroute.service.app import create_app
+    from hubroute.service.config import ServiceConfig
+    from hubroute.service.server import serve as run_server
 
-    from hubroute.service.app import ServiceConfig, create_app
-
-    cfg = ServiceConfig(max_batch=max_batch, margin=margin, update_threads=update_threads, inference=inference)
-    application = create_app(state, router_dir, cfg)
+    cfg = ServiceConfig.load(
+        config_file,
+        max_prompts=max_prompts,
+        margin=margin,
+        min_held_out=min_held_out,
+        update_threads=update_threads,
+        inference=inference,
+        keys_file=str(keys_file) if keys_file else None,
+        rate_limit_per_s=rate_limit,
+        recover=recover or None,
+    )
+    application = create_app(state, router_dir, cfg, bind_host=host)
     console.print(f"serving {application.state.service.version} on http://{host}:{port}")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    run_server(application, host, port)
 
 
 def _client(url: str):

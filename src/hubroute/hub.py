@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,30 @@ from hubroute.errors import DataError, RegistryError
 ACTIVE = "active"
 RETIRED = "retired"
 _REGISTRY_HEADER = {"format": "hubroute.registry", "version": 1}
+MAX_ID_CHARS = 512
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_NUL = re.compile("\x00")
+
+
+def text_problem(value: str, *, single_line: bool = False) -> str | None:
+    """Why ``value`` cannot be stored and encoded as text, or None when it can: a lone surrogate
+    (not encodable as UTF-8), a NUL character, or, with ``single_line``, any control character."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"contains a lone surrogate (U+{ord(value[e.start]):04X}) at position {e.start}"
+    bad = (_CONTROL if single_line else _NUL).search(value)
+    if bad:
+        return f"contains the control character U+{ord(bad.group()):04X} at position {bad.start()}"
+    return None
+
+
+def check_text(value: str, what: str, *, single_line: bool = False) -> str:
+    """``value`` unchanged, or :class:`RegistryError` naming ``what`` and the problem."""
+    problem = text_problem(value, single_line=single_line)
+    if problem:
+        raise RegistryError(f"{what} {problem}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -41,6 +66,28 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field."""
         return asdict(self)
+
+    def validate(self) -> ModelCard:
+        """Itself when every field can be stored and encoded; :class:`RegistryError` naming the
+        field otherwise (an empty or over-long id, control characters in an id, domain or family,
+        lone surrogates anywhere)."""
+        if not isinstance(self.model_id, str) or not self.model_id.strip():
+            raise RegistryError("a model card needs a non-empty model_id")
+        if len(self.model_id) > MAX_ID_CHARS:
+            raise RegistryError(f"model_id has {len(self.model_id)} characters; the limit is {MAX_ID_CHARS}")
+        for name in ("model_id", "family", "domain"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise RegistryError(f"{name} of {self.model_id!r} must be a string")
+            check_text(value, f"{name} of {self.model_id!r}", single_line=True)
+        if not isinstance(self.text, str):
+            raise RegistryError(f"text of {self.model_id!r} must be a string")
+        check_text(self.text, f"text of {self.model_id!r}")
+        try:
+            json.dumps(self.extra, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError, UnicodeEncodeError) as e:
+            raise RegistryError(f"extra of {self.model_id!r} is not JSON text ({e})") from None
+        return self
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelCard:
@@ -182,21 +229,20 @@ class Registry:
         return [c.family for c in self._cards]
 
     # -- changing ------------------------------------------------------------------------
-    def add(self, cards: Iterable[ModelCard], *, skip_existing: bool = False) -> list[int]:
-        """Append new cards; returns their rows.
+    def plan(self, cards: Iterable[ModelCard], *, skip_existing: bool = False) -> tuple[list[ModelCard], list[int]]:
+        """What :meth:`add` would do, without changing anything: the cards that are new (each
+        validated) and the row every given card would have.
 
-        A card whose id is already registered is an error, or is skipped (and its existing row
-        returned) when ``skip_existing`` is true. Nothing is added if any card is rejected.
+        A card whose id is already registered is an error, or is skipped (its existing row
+        returned) when ``skip_existing`` is true; an id twice in ``cards`` likewise.
         """
-        cards = list(cards)
         new: list[ModelCard] = []
         seen: dict[str, int] = {}
         rows: list[int] = []
         for c in cards:
             if not isinstance(c, ModelCard):
                 raise RegistryError(f"expected a ModelCard, got {type(c).__name__}")
-            if not c.model_id:
-                raise RegistryError("a model card needs a non-empty model_id")
+            c.validate()
             if c.model_id in self._row:
                 if not skip_existing:
                     raise RegistryError(f"model id {c.model_id!r} is already registered")
@@ -210,6 +256,12 @@ class Registry:
             seen[c.model_id] = len(self._cards) + len(new)
             rows.append(seen[c.model_id])
             new.append(c)
+        return new, rows
+
+    def add(self, cards: Iterable[ModelCard], *, skip_existing: bool = False) -> list[int]:
+        """Append new cards; returns their rows (see :meth:`plan`). Nothing is added if any card
+        is rejected."""
+        new, rows = self.plan(cards, skip_existing=skip_existing)
         if new:
             start = len(self._cards)
             self._cards.extend(new)
@@ -218,6 +270,17 @@ class Registry:
             self._active = np.concatenate([self._active, np.ones(len(new), dtype=bool)])
             self.version += 1
         return rows
+
+    def truncate(self, n_rows: int) -> None:
+        """Drop the rows from ``n_rows`` on: only to undo an :meth:`add` whose router could not
+        take the new rows (rows are otherwise never removed)."""
+        if not 0 <= n_rows <= len(self._cards):
+            raise RegistryError(f"cannot truncate {len(self._cards)} rows to {n_rows}")
+        for c in self._cards[n_rows:]:
+            del self._row[c.model_id]
+        del self._cards[n_rows:]
+        self._active = self._active[:n_rows].copy()
+        self.version += 1
 
     def retire(self, model_ids: Iterable[str]) -> None:
         """Mask models so they are never routed to; their rows stay. Unknown ids raise."""

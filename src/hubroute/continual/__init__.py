@@ -1,43 +1,40 @@
-"""Continual-learning strategies for the trainable embedding router, and lookup by name."""
+"""Continual-learning strategies for trainable routers, composable, and lookup by name."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from hubroute.continual.anchoring import Anchor, Anchoring
 from hubroute.continual.base import Strategy, TrainItem
 from hubroute.continual.carve import CARvEStrategy
+from hubroute.continual.compose import Compose
+from hubroute.continual.defaults import CARVE, CARvEConfig
+from hubroute.continual.domain_batches import DomainBatching
 from hubroute.continual.merging import MergeStrategy
+from hubroute.continual.negatives import CandidateSampler, HardNegatives
+from hubroute.continual.protocol import TrainableRouter
+from hubroute.continual.registry import STRATEGIES, make_strategy
 from hubroute.continual.regularization import EWCStrategy, LwFStrategy
-from hubroute.continual.rehearsal import CumulativeStrategy, JointStrategy, ReplayStrategy
-from hubroute.naming import build
-
-STRATEGIES: dict[str, type[Strategy]] = {
-    "naive": Strategy,
-    ReplayStrategy.name: ReplayStrategy,
-    EWCStrategy.name: EWCStrategy,
-    LwFStrategy.name: LwFStrategy,
-    MergeStrategy.name: MergeStrategy,
-    CumulativeStrategy.name: CumulativeStrategy,
-    JointStrategy.name: JointStrategy,
-    CARvEStrategy.name: CARvEStrategy,
-}
-
-
-def make_strategy(name: str, **params: Any) -> Strategy:
-    """A strategy by name (see :data:`STRATEGIES`) built with ``params``."""
-    return build(STRATEGIES, "strategy", name, params)
-
+from hubroute.continual.replay import CoresetReplay, CumulativeStrategy, JointStrategy, ReplayStrategy
 
 __all__ = [
+    "CARVE",
     "STRATEGIES",
+    "Anchor",
+    "Anchoring",
+    "CARvEConfig",
     "CARvEStrategy",
+    "CandidateSampler",
+    "Compose",
+    "CoresetReplay",
     "CumulativeStrategy",
+    "DomainBatching",
     "EWCStrategy",
+    "HardNegatives",
     "JointStrategy",
     "LwFStrategy",
     "MergeStrategy",
     "ReplayStrategy",
     "Strategy",
     "TrainItem",
+    "TrainableRouter",
     "make_strategy",
 ]

@@ -11,7 +11,8 @@ from hubroute.errors import HubrouteError
 from hubroute.hub import Experience
 
 if TYPE_CHECKING:
-    from hubroute.routers.embedding import EmbeddingRouter
+    from hubroute.continual.protocol import TrainableRouter
+    from hubroute.training.trainer import Trainer
 
 COMBINATIONS = ("ties", "dare_ties", "dare_linear", "linear")
 MERGED = "merged"
@@ -25,8 +26,6 @@ class MergeStrategy(Strategy):
     Needs ``finetune="lora"``.
     """
 
-    name = "merge"
-
     def __init__(self, combination: str = "ties", density: float = 0.5, weight: float = 1.0):
         if combination not in COMBINATIONS:
             raise HubrouteError(f"unknown combination {combination!r}; choose one of {', '.join(COMBINATIONS)}")
@@ -37,23 +36,23 @@ class MergeStrategy(Strategy):
         return {"combination": self.combination, "density": self.density, "weight": self.weight}
 
     @staticmethod
-    def _peft(router: EmbeddingRouter):
-        if router.finetune != "lora" or router.st_ is None:
+    def _peft(router: TrainableRouter):
+        if router.finetune != "lora":
             raise HubrouteError("the merge strategy needs finetune='lora'")
-        return router.st_[0].auto_model
+        return router.adapter_model()
 
-    def before_experience(self, router: EmbeddingRouter, experience: Experience) -> None:
-        model = self._peft(router)
+    def before_experience(self, trainer: Trainer, experience: Experience) -> None:
+        model = self._peft(trainer.router)
         name = f"exp{len(self.adapters_)}"
         if name not in model.peft_config:
             model.add_adapter(name, model.peft_config["default"])
         model.set_adapter(name)  # only this adapter trains
 
-    def after_experience(self, router: EmbeddingRouter, experience: Experience) -> None:
+    def after_experience(self, trainer: Trainer, experience: Experience) -> None:
         self.adapters_.append(f"exp{len(self.adapters_)}")
-        self._merge(router)
+        self._merge(trainer.router)
 
-    def _merge(self, router: EmbeddingRouter) -> None:
+    def _merge(self, router: TrainableRouter) -> None:
         model = self._peft(router)
         if MERGED in model.peft_config:
             model.delete_adapter(MERGED)
@@ -75,7 +74,7 @@ class MergeStrategy(Strategy):
     def load_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         self.adapters_ = list(state.get("adapters", []))
 
-    def prepare_load(self, router: EmbeddingRouter) -> None:
+    def prepare_load(self, router: TrainableRouter) -> None:
         """Re-create the adapters a saved router had, so their weights can be loaded."""
         if not self.adapters_:
             return

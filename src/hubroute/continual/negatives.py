@@ -13,19 +13,28 @@ first:
 
 Targets are soft: ``gold_mass`` on the gold row and the rest spread evenly over candidates of the
 gold's domain or family (all on the gold when there is none).
+
+:class:`HardNegatives` is the strategy that trains with these candidate sets (CARvE's loss).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from hubroute.continual.base import Strategy, TrainItem
+from hubroute.continual.defaults import CARVE
 from hubroute.data.taxonomy import category_of
 from hubroute.errors import HubrouteError
-from hubroute.hub import Registry
+from hubroute.hub import Experience, Registry
+from hubroute.training.losses import CandidateSoftmax, RoutingLoss
+
+if TYPE_CHECKING:
+    from hubroute.continual.protocol import TrainableRouter
+    from hubroute.training.trainer import Trainer
 
 
 class _Shuffled:
@@ -90,12 +99,12 @@ class CandidateSampler:
 
     def __init__(
         self,
-        k: int = 64,
-        n_hard: int = 15,
-        n_semantic: int = 38,
-        n_far: int = 10,
-        remine_every: int = 100,
-        gold_mass: float = 0.98,
+        k: int = CARVE.k,
+        n_hard: int = CARVE.n_hard,
+        n_semantic: int = CARVE.n_semantic,
+        n_far: int = CARVE.n_far,
+        remine_every: int = CARVE.remine_every,
+        gold_mass: float = CARVE.gold_mass,
     ):
         if k < 2 or min(n_hard, n_semantic, n_far) < 0 or remine_every < 1 or not 0 < gold_mass <= 1:
             raise HubrouteError("candidate sets need k >= 2, counts >= 0, remine_every >= 1, 0 < gold_mass <= 1")
@@ -214,3 +223,50 @@ class CandidateSampler:
         out[:, 1:] = np.where(near, (1 - self.gold_mass) / np.maximum(n_near, 1), 0.0)
         out[:, 0] = np.where(n_near[:, 0] > 0, self.gold_mass, 1.0)
         return out
+
+
+class HardNegatives(Strategy):
+    """Train with CARvE's candidate sets and soft targets (:class:`CandidateSampler`) instead of
+    the trainer's own loss. Takes the sampler's parameters; the hard-negative cache is cleared
+    at the start of each experience (it was mined under the previous router).
+    Learned state: ``sampler_``.
+    """
+
+    def __init__(
+        self,
+        k: int = CARVE.k,
+        n_hard: int = CARVE.n_hard,
+        n_semantic: int = CARVE.n_semantic,
+        n_far: int = CARVE.n_far,
+        remine_every: int = CARVE.remine_every,
+        gold_mass: float = CARVE.gold_mass,
+    ):
+        self.sampler_ = CandidateSampler(k, n_hard, n_semantic, n_far, remine_every, gold_mass)
+        self._step = 0
+
+    def get_params(self) -> dict[str, Any]:
+        return self.sampler_.get_params()
+
+    def before_experience(self, trainer: Trainer, experience: Experience) -> None:
+        self.sampler_.hard_.clear()
+
+    def on_step(self, trainer: Trainer, step: int, n_steps: int) -> None:
+        self._step = step
+
+    def loss(self, trainer: Trainer) -> RoutingLoss:
+        return CandidateSoftmax(self)
+
+    def __call__(
+        self, router: TrainableRouter, items: list[TrainItem], rows: torch.Tensor, z: torch.Tensor, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate sets and targets for one batch (a :class:`~hubroute.training.losses.CandidateSource`)."""
+        rng = np.random.default_rng(int(torch.randint(2**31 - 1, (1,), generator=g)))
+        return self.sampler_.build(
+            router.registry_,
+            [it.example.domain for it in items],
+            rows.cpu().numpy(),
+            z,
+            router.row_vectors().detach(),
+            self._step,
+            rng,
+        )

@@ -12,7 +12,8 @@ from hubroute.continual.base import Strategy, TrainItem
 from hubroute.hub import Experience
 
 if TYPE_CHECKING:
-    from hubroute.routers.embedding import Batch, EmbeddingRouter, Snapshot
+    from hubroute.continual.protocol import ScoringSnapshot
+    from hubroute.training.trainer import Batch, Trainer
 
 
 class EWCStrategy(Strategy):
@@ -25,8 +26,6 @@ class EWCStrategy(Strategy):
     ``lam / 2 * sum F * (theta - theta_anchor)^2``. The model table grows, so its penalty
     covers the rows that existed at the anchor.
     """
-
-    name = "ewc"
 
     def __init__(
         self, lam: float = 1000.0, gamma: float = 0.9, fisher_samples: int = 512, fisher_batch: int = 8, seed: int = 0
@@ -45,11 +44,11 @@ class EWCStrategy(Strategy):
             "seed": self.seed,
         }
 
-    def penalty(self, router: EmbeddingRouter, batch: Batch) -> torch.Tensor | None:
+    def penalty(self, trainer: Trainer, batch: Batch) -> torch.Tensor | None:
         if not self.fisher_:
             return None
         total = torch.zeros(())
-        for name, p in router.trainable_parameters().items():
+        for name, p in trainer.router.trainable_parameters().items():
             f = self.fisher_.get(name)
             if f is None:
                 continue
@@ -57,10 +56,11 @@ class EWCStrategy(Strategy):
             total = total + (f * (p[:n] - self.anchor_[name]) ** 2).sum()
         return 0.5 * self.lam * total
 
-    def after_experience(self, router: EmbeddingRouter, experience: Experience) -> None:
+    def after_experience(self, trainer: Trainer, experience: Experience) -> None:
         items = [TrainItem(e) for e in experience.train]
         if not items:
             return
+        router = trainer.router
         rng = random.Random(f"{self.seed}|{experience.name}")
         items = rng.sample(items, min(len(items), self.fisher_samples))
         params = router.trainable_parameters()
@@ -68,7 +68,7 @@ class EWCStrategy(Strategy):
         n_batches = 0
         for i in range(0, len(items), self.fisher_batch):
             router.zero_grad()
-            loss, _ = router.batch_loss(items[i : i + self.fisher_batch])
+            loss, _ = trainer.batch_loss(items[i : i + self.fisher_batch], with_strategy=False)
             loss.backward()
             for k, p in params.items():
                 if p.grad is not None:
@@ -101,19 +101,19 @@ class LwFStrategy(Strategy):
     temperature ``temperature``) is pulled toward the teacher's by a KL term weighted ``alpha``.
     """
 
-    name = "lwf"
-
     def __init__(self, alpha: float = 1.0, temperature: float = 2.0):
         self.alpha, self.temperature = alpha, temperature
-        self.teacher_: Snapshot | None = None
+        self.teacher_: ScoringSnapshot | None = None
 
     def get_params(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "temperature": self.temperature}
 
-    def before_experience(self, router: EmbeddingRouter, experience: Experience) -> None:
+    def before_experience(self, trainer: Trainer, experience: Experience) -> None:
+        router = trainer.router
         self.teacher_ = router.snapshot() if router.n_trained_ > 0 else None
 
-    def penalty(self, router: EmbeddingRouter, batch: Batch) -> torch.Tensor | None:
+    def penalty(self, trainer: Trainer, batch: Batch) -> torch.Tensor | None:
+        router = trainer.router
         t = self.teacher_
         if t is None or t.n_rows == 0:
             return None
@@ -124,5 +124,5 @@ class LwFStrategy(Strategy):
         kl = F.kl_div(F.log_softmax(new, dim=1), F.log_softmax(old, dim=1), log_target=True, reduction="batchmean")
         return self.alpha * self.temperature**2 * kl
 
-    def after_experience(self, router: EmbeddingRouter, experience: Experience) -> None:
+    def after_experience(self, trainer: Trainer, experience: Experience) -> None:
         self.teacher_ = None  # the next experience takes a fresh snapshot

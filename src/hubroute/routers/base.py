@@ -4,13 +4,16 @@ A router owns a :class:`~hubroute.hub.Registry` (``registry_``). ``fit(experienc
 experience on top of what it knew (registering the experience's new cards first);
 ``route(prompts, k)`` returns the ``k`` best active models per prompt. Subclasses implement
 :meth:`Router.scores` (one score a registry row) and, when they keep per-row state,
-:meth:`Router._on_add`.
+:meth:`Router._prepare_rows` (compute it, e.g. encode the cards, without changing anything) and
+:meth:`Router._commit_rows` (append it): adding models is all or nothing, and the slow half can
+run outside a lock that routing holds.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -22,11 +25,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hubroute.errors import DataError, HubrouteError
-from hubroute.hub import Experience, ModelCard, Registry
-from hubroute.index import topk
+from hubroute.hub import Experience, ModelCard, Registry, RoutingExample
+from hubroute.topk import topk
 
 CONFIG_FILE = "config.json"
 REGISTRY_FILE = "registry.jsonl"
+REFERENCE_FILE = "reference.jsonl"
+REFERENCE_SIZE = 512
 ARTIFACT_FORMAT = "hubroute.router"
 
 
@@ -38,6 +43,16 @@ class RouteHit:
     score: float
     domain: str
     family: str
+
+
+@dataclass(frozen=True)
+class PreparedModels:
+    """New cards with their per-row state, computed by :meth:`Router.prepare_models` while the
+    registry had ``registry_size`` rows."""
+
+    cards: list[ModelCard]
+    state: Any
+    registry_size: int
 
 
 @dataclass(frozen=True)
@@ -57,27 +72,80 @@ class Router(ABC):
     def __init__(self, registry: Registry | None = None):
         self.registry_ = registry if registry is not None else Registry()
         self.inference_precision_ = "fp32"  # set by prepare_inference
+        self.reference_: list[RoutingExample] = []  # a sample of the labelled examples learned
+        self.reference_seen_ = 0
 
     # -- learning ------------------------------------------------------------------------
     def fit(self, experience: Experience) -> Router:
         """Register the experience's new cards, then learn from its training examples."""
         self.add_models(experience.new_cards, skip_existing=True)
         self._learn(experience)
+        self._remember(experience.train)
         return self
+
+    def _remember(self, examples: Sequence[RoutingExample]) -> None:
+        """Keep a uniform sample of at most :data:`REFERENCE_SIZE` of every training example
+        learned so far (seeded reservoir sampling): the reference set an update of a saved
+        router is checked against, so that it cannot unlearn what the router knew."""
+        rng = random.Random(f"reference|{self.reference_seen_}|{len(examples)}")
+        for x in examples:
+            self.reference_seen_ += 1
+            if len(self.reference_) < REFERENCE_SIZE:
+                self.reference_.append(x)
+            else:
+                j = rng.randrange(self.reference_seen_)
+                if j < REFERENCE_SIZE:
+                    self.reference_[j] = x
 
     def _learn(self, experience: Experience) -> None:
         """Learn from labelled examples; zero-shot routers ignore them."""
 
     def add_models(self, cards: Iterable[ModelCard], *, skip_existing: bool = False) -> list[int]:
-        """Register cards and make them routable at once; returns their rows."""
-        before = len(self.registry_)
-        rows = self.registry_.add(cards, skip_existing=skip_existing)
-        if len(self.registry_) > before:
-            self._on_add(np.arange(before, len(self.registry_)))
-        return rows
+        """Register cards and make them routable at once; returns their rows. All or nothing: when
+        a card is rejected or cannot be encoded, the router is left as it was."""
+        cards = list(cards)
+        prepared = self.prepare_models(cards, skip_existing=skip_existing)
+        self.commit_models(prepared)
+        return self.registry_.plan(cards, skip_existing=True)[1]
 
-    def _on_add(self, rows: np.ndarray) -> None:
-        """Extend per-row state for newly registered ``rows``."""
+    def prepare_models(self, cards: Iterable[ModelCard], *, skip_existing: bool = False) -> PreparedModels:
+        """Validate new cards and compute what adding them needs (card embeddings…) without
+        changing the router, so the slow part can run while the router keeps routing. Cards
+        already registered are an error, or skipped with ``skip_existing``."""
+        new, _ = self.registry_.plan(cards, skip_existing=skip_existing)
+        return PreparedModels(new, self._prepare_rows(new) if new else None, len(self.registry_))
+
+    def commit_models(self, prepared: PreparedModels) -> list[int]:
+        """Register what :meth:`prepare_models` prepared (cheap: no encoding); returns the new rows.
+        Cards registered since the preparation are an error (prepare again)."""
+        if not prepared.cards:
+            return []
+        if len(self.registry_) != prepared.registry_size:
+            self.registry_.plan(prepared.cards)  # raises for ids registered in the meantime
+        before = len(self.registry_)
+        self.registry_.add(prepared.cards)
+        rows = np.arange(before, len(self.registry_))
+        try:
+            self._commit_rows(rows, prepared.state)
+        except BaseException:
+            self.registry_.truncate(before)
+            raise
+        return rows.tolist()
+
+    def _prepare_rows(self, cards: list[ModelCard]) -> Any:
+        """Per-row state for new ``cards`` (e.g. their embeddings), computed without changing
+        the router; the default needs none."""
+        return None
+
+    def _commit_rows(self, rows: np.ndarray, state: Any) -> None:
+        """Extend per-row state for newly registered ``rows`` with what :meth:`_prepare_rows`
+        computed; must not fail for reasons :meth:`_prepare_rows` could have found."""
+
+    def _rebuild_rows(self) -> None:
+        """Per-row state for every registry row (after the registry was loaded from disk)."""
+        cards = list(self.registry_.cards)
+        if cards:
+            self._commit_rows(np.arange(len(cards)), self._prepare_rows(cards))
 
     def retire(self, model_ids: Iterable[str]) -> None:
         """Stop routing to these models; their rows and learned state stay."""
@@ -176,12 +244,27 @@ class Router(ABC):
     def get_params(self) -> dict[str, Any]:
         """JSON-ready constructor arguments that rebuild an untrained twin of this router."""
 
+    @classmethod
+    def normalize_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments from a config's ``params`` (a subclass may accept shorthand or
+        older spellings here); the default passes them through."""
+        return dict(params)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Router:
+        """A new router from configuration ``params`` (checked against the constructor)."""
+        from hubroute.plugins import check_params
+
+        params = cls.normalize_params(params)
+        check_params(cls, params, f"router {cls.kind!r}")
+        return cls(**params)
+
     def _save_state(self, directory: Path) -> None:
         """Write learned state beyond the registry (default: nothing)."""
 
     def _load_state(self, directory: Path) -> None:
         """Read what :meth:`_save_state` wrote, after the registry is in place."""
-        self._on_add(np.arange(len(self.registry_)))
+        self._rebuild_rows()
 
     def save(self, directory: str | Path, *, card: str | None = None) -> Path:
         """Write the router to ``directory``: ``config.json``, ``registry.jsonl``, its state, and
@@ -190,9 +273,18 @@ class Router(ABC):
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
         try:
-            config = {"format": ARTIFACT_FORMAT, "router": self.kind, "params": self.get_params()}
+            from hubroute.plugins import class_path
+
+            config = {
+                "format": ARTIFACT_FORMAT,
+                "router": self.kind,
+                "class": class_path(type(self)),
+                "hubroute_version": _version(),
+                "params": self.get_params(),
+            }
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
             self.registry_.save(tmp / REGISTRY_FILE)
+            self._save_reference(tmp / REFERENCE_FILE)
             self._save_state(tmp)
             (tmp / "README.md").write_text(card or self._default_card(), encoding="utf-8")
             if directory.exists():
@@ -207,6 +299,23 @@ class Router(ABC):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return directory
+
+    def _save_reference(self, path: Path) -> None:
+        with path.open("w", encoding="utf-8") as f:
+            f.write(json.dumps({"format": "hubroute.reference", "seen": self.reference_seen_}) + "\n")
+            for x in self.reference_:
+                f.write(json.dumps([x.prompt, x.model_id, x.domain, x.family], ensure_ascii=False) + "\n")
+
+    def _load_reference(self, path: Path) -> None:
+        if not path.is_file():  # saved before routers kept a reference sample
+            return
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+            head = json.loads(lines[0])
+            self.reference_ = [RoutingExample(*json.loads(line)) for line in lines[1:] if line.strip()]
+            self.reference_seen_ = int(head["seen"])
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            raise DataError(f"unreadable reference sample ({e})", path) from None
 
     def _default_card(self) -> str:
         reg = self.registry_
@@ -223,10 +332,20 @@ class Router(ABC):
 
     @classmethod
     def _from_artifact(cls, directory: Path, params: dict[str, Any]) -> Router:
-        router = cls(**params)
+        try:
+            router = cls.from_params(params)
+        except HubrouteError as e:
+            raise DataError(f"saved parameters do not fit {cls.__name__}: {e}", directory / CONFIG_FILE) from None
         router.registry_ = Registry.load(directory / REGISTRY_FILE)
+        router._load_reference(directory / REFERENCE_FILE)
         router._load_state(directory)
         return router
+
+
+def _version() -> str:
+    import hubroute
+
+    return hubroute.__version__
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
@@ -238,6 +357,8 @@ def read_config(directory: str | Path) -> dict[str, Any]:
         config = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON ({e.msg})", path, e.lineno) from None
-    if config.get("format") != ARTIFACT_FORMAT or "router" not in config:
+    except UnicodeDecodeError:
+        raise DataError("not UTF-8 text", path) from None
+    if not isinstance(config, dict) or config.get("format") != ARTIFACT_FORMAT or "router" not in config:
         raise DataError("not a hubroute router config", path)
     return config

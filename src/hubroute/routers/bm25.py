@@ -8,7 +8,7 @@ from typing import Any
 import bm25s
 import numpy as np
 
-from hubroute.hub import Registry
+from hubroute.hub import ModelCard, Registry
 from hubroute.routers.base import Router
 
 
@@ -40,6 +40,7 @@ class BM25Router(Router):
         self._stem = _stemmer(stem)
         self.index_: bm25s.BM25 | None = None
         self.vocab_: dict[str, int] = {}
+        self.tokens_: list[list[str]] = []
 
     def get_params(self) -> dict[str, Any]:
         return {"k1": self.k1, "b": self.b, "stem": self.stem}
@@ -47,10 +48,17 @@ class BM25Router(Router):
     def _tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         return bm25s.tokenize(list(texts), stopwords="en", stemmer=self._stem, return_ids=False, show_progress=False)
 
-    def _on_add(self, rows: np.ndarray) -> None:
-        corpus = self._tokenize([c.text or c.model_id for c in self.registry_.cards])
+    def _prepare_rows(self, cards: list[ModelCard]) -> tuple[list[list[str]], bm25s.BM25]:
+        """Tokens of the new cards, and an index over every card with them (built here, so
+        adding cards never leaves a half-built index)."""
+        tokens = self._tokenize([c.text or c.model_id for c in cards])
         index = bm25s.BM25(k1=self.k1, b=self.b)
-        index.index(corpus, show_progress=False)
+        index.index([*self.tokens_, *tokens], show_progress=False)
+        return tokens, index
+
+    def _commit_rows(self, rows: np.ndarray, state: tuple[list[list[str]], bm25s.BM25]) -> None:
+        tokens, index = state
+        self.tokens_ = [*self.tokens_, *tokens]
         self.index_ = index
         self.vocab_ = index.vocab_dict
 

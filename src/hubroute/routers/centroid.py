@@ -18,7 +18,7 @@ from safetensors.numpy import load_file, save_file
 
 from hubroute.encoders import Encoder, l2_normalise, matmul_t
 from hubroute.errors import DataError, HubrouteError
-from hubroute.hub import Experience, Registry
+from hubroute.hub import Experience, ModelCard, Registry
 from hubroute.routers.base import Router
 from hubroute.routers.encoded import FrozenEncoderMixin
 
@@ -54,9 +54,10 @@ class CentroidRouter(FrozenEncoderMixin, Router):
         return {"encoder": self.encoder_param(), "card_weight": self.card_weight}
 
     # -- learning ------------------------------------------------------------------------
-    def _on_add(self, rows: np.ndarray) -> None:
-        cards = self.registry_.cards
-        vecs = self.encoder.encode([cards[r].text or cards[r].model_id for r in rows])
+    def _prepare_rows(self, cards: list[ModelCard]) -> np.ndarray:
+        return self.encoder.encode([c.text or c.model_id for c in cards])
+
+    def _commit_rows(self, rows: np.ndarray, vecs: np.ndarray) -> None:
         dim = vecs.shape[1]
         if self.card_vectors_ is None:
             self.card_vectors_ = np.zeros((0, dim), np.float32)

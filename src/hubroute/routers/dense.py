@@ -12,7 +12,7 @@ from scipy import sparse
 
 from hubroute.encoders import Encoder, l2_normalise, matmul_t
 from hubroute.errors import DataError, HubrouteError
-from hubroute.hub import Registry
+from hubroute.hub import ModelCard, Registry
 from hubroute.routers.base import Router
 from hubroute.routers.encoded import FrozenEncoderMixin
 from hubroute.routers.fusion import zscore
@@ -63,9 +63,10 @@ class DenseCardRouter(FrozenEncoderMixin, Router):
             "domain_tau": self.domain_tau,
         }
 
-    def _on_add(self, rows: np.ndarray) -> None:
-        cards = self.registry_.cards
-        vecs = self.encoder.encode([cards[r].text or cards[r].model_id for r in rows])
+    def _prepare_rows(self, cards: list[ModelCard]) -> np.ndarray:
+        return self.encoder.encode([c.text or c.model_id for c in cards])
+
+    def _commit_rows(self, rows: np.ndarray, vecs: np.ndarray) -> None:
         base = self.card_vectors_ if self.card_vectors_ is not None else np.zeros((0, vecs.shape[1]), np.float32)
         self.card_vectors_ = np.concatenate([base, vecs])
 

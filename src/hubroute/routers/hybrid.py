@@ -10,7 +10,7 @@ import numpy as np
 
 from hubroute.encoders import Encoder
 from hubroute.errors import HubrouteError
-from hubroute.hub import Registry
+from hubroute.hub import ModelCard, Registry
 from hubroute.routers.base import Router
 from hubroute.routers.bm25 import BM25Router
 from hubroute.routers.dense import DenseCardRouter
@@ -60,9 +60,12 @@ class HybridRouter(Router):
     def encoders(self) -> list[Encoder]:
         return self.dense.encoders()
 
-    def _on_add(self, rows: np.ndarray) -> None:
-        self.dense._on_add(rows)
-        self.bm25._on_add(rows)
+    def _prepare_rows(self, cards: list[ModelCard]) -> tuple[Any, Any]:
+        return self.dense._prepare_rows(cards), self.bm25._prepare_rows(cards)
+
+    def _commit_rows(self, rows: np.ndarray, state: tuple[Any, Any]) -> None:
+        self.dense._commit_rows(rows, state[0])
+        self.bm25._commit_rows(rows, state[1])
 
     def scores(self, prompts: Sequence[str]) -> np.ndarray:
         cos, dom = self.dense.components(prompts)

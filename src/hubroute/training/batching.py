@@ -1,7 +1,10 @@
-"""Domain-aware batches: a few domains per batch, never two examples of one gold model.
+"""Batches of training examples for one epoch.
 
-Batches drawn from a few domains make the in-domain candidates of each example hard; keeping a
-gold model at most once per batch stops a batch from pulling one row many times in one step.
+:func:`shuffled_batches`: a seeded shuffle cut into batches, optionally grouped by prompt length
+so a batch pads to similar lengths when the encoder trains. :func:`domain_batches`: a few domains
+per batch and never two examples of one gold model (CARvE): batches drawn from a few domains make
+the in-domain candidates of each example hard, and keeping a gold model at most once per batch
+stops a batch from pulling one row many times in one step.
 """
 
 from __future__ import annotations
@@ -10,8 +13,28 @@ from collections import defaultdict, deque
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from hubroute.errors import HubrouteError
+
+
+def shuffled_batches(
+    lengths: Sequence[int], batch_size: int, g: torch.Generator, *, group_by_length: bool = False
+) -> list[list[int]]:
+    """One epoch's batches of indices ``0..len(lengths)-1``, shuffled by ``g``.
+
+    With ``group_by_length`` each run of 16 batches is sorted by ``lengths`` (longest first)
+    before it is cut, and the batch order is shuffled again afterwards.
+    """
+    order = torch.randperm(len(lengths), generator=g).tolist()
+    bs = batch_size
+    if not group_by_length:
+        return [order[i : i + bs] for i in range(0, len(order), bs)]
+    batches: list[list[int]] = []
+    for i in range(0, len(order), 16 * bs):
+        group = sorted(order[i : i + 16 * bs], key=lambda j: -lengths[j])
+        batches += [group[k : k + bs] for k in range(0, len(group), bs)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
 
 def domain_batches(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hubroute.index import topk
+from hubroute.topk import topk
 
 
 def test_topk_sorted_and_masked():

@@ -3,7 +3,7 @@
 Torch runtimes: ``fp32``; ``bf16`` casts the weights once (unlike autocast, which casts them on
 every call and makes single-prompt CPU inference slower); ``int8`` applies PyTorch's dynamic
 quantisation to every ``nn.Linear`` (int8 weights, activations quantised per call). ONNX Runtime
-(:mod:`hubroute.onnx_runtime`): ``onnx`` runs the same fp32 graph (the same vectors to rounding);
+(:mod:`hubroute.encoders.onnx`): ``onnx`` runs the same fp32 graph (the same vectors to rounding);
 ``onnx-int8`` quantises every ``MatMul`` weight to int8 per output channel. Converted modules are
 for routing only: training them is not supported. Speed and agreement with fp32 are measured in
 ``bench/inference_speed.py`` and ``bench/service_load.py``.
@@ -18,14 +18,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from hubroute.encoders.base import Encoder
+from hubroute.encoders.cache import CachedEncoder
+from hubroute.encoders.sentence import SentenceTransformerEncoder
 from hubroute.errors import HubrouteError
+from hubroute.extras import require
 
 INFERENCE_PRECISIONS = ("fp32", "bf16", "int8", "onnx", "onnx-int8")
 
 
 def convert_for_inference(module: nn.Module, precision: str, cache_dir: str | Path | None = None) -> Any:
     """``module`` (a SentenceTransformer) set to eval mode and converted to ``precision``: in
-    place for fp32/bf16, a quantised copy for int8, an :class:`~hubroute.onnx_runtime.OnnxSentenceModel`
+    place for fp32/bf16, a quantised copy for int8, an :class:`~hubroute.encoders.onnx.OnnxSentenceModel`
     for the ONNX runtimes, whose exported graph is kept in ``cache_dir`` (when given) as
     ``encoder-<precision>.onnx`` and reused from there."""
     if precision not in INFERENCE_PRECISIONS:
@@ -33,7 +37,8 @@ def convert_for_inference(module: nn.Module, precision: str, cache_dir: str | Pa
         raise HubrouteError(f"unknown inference precision {precision!r}; choose one of {choices}")
     module.eval().requires_grad_(False)
     if precision.startswith("onnx"):
-        from hubroute.onnx_runtime import to_onnx
+        require("onnxruntime", "onnx")
+        from hubroute.encoders.onnx import to_onnx
 
         path = Path(cache_dir) / f"encoder-{precision}.onnx" if cache_dir is not None else None
         return to_onnx(module, quantize=precision == "onnx-int8", path=path)
@@ -48,3 +53,18 @@ def convert_for_inference(module: nn.Module, precision: str, cache_dir: str | Pa
 
             return quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)
     return module
+
+
+def prepare_encoder(encoder: Encoder, precision: str, cache_dir: str | Path | None = None) -> None:
+    """Convert a :class:`SentenceTransformerEncoder` (possibly inside a :class:`CachedEncoder`)
+    for inference at ``precision`` (ONNX graphs kept in ``cache_dir``, see
+    :func:`convert_for_inference`); a cache in front of a converted encoder is
+    switched off, so its vectors never mix with full-precision ones."""
+    inner = encoder.inner if isinstance(encoder, CachedEncoder) else encoder
+    if not isinstance(inner, SentenceTransformerEncoder):
+        raise HubrouteError(f"cannot convert encoder {type(inner).__name__} for inference")
+    inner.model = convert_for_inference(inner.model, precision, cache_dir)
+    if precision != "fp32":
+        inner.name = f"{inner.name}|{precision}"
+        if isinstance(encoder, CachedEncoder):
+            encoder.enabled = False

@@ -1,0 +1,123 @@
+"""An on-disk embedding cache and the encoder wrapper that reads through it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from hubroute.encoders.base import Encoder
+
+
+class EmbeddingCache:
+    """Vectors on disk in one SQLite file per encoder, keyed by the SHA-256 of the text.
+
+    Safe to share between threads of one process; writes are committed in batches.
+    """
+
+    def __init__(self, directory: str | Path, encoder_name: str):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        slug = hashlib.sha256(encoder_name.encode()).hexdigest()[:16]
+        self.path = self.directory / f"emb-{slug}.sqlite"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS vec (h BLOB PRIMARY KEY, v BLOB)")
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('encoder', ?)", (encoder_name,))
+        self._db.commit()
+
+    @staticmethod
+    def key(text: str) -> bytes:
+        """Cache key of one text."""
+        return hashlib.sha256(text.encode("utf-8")).digest()
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        """Vectors found for ``keys`` (missing keys are absent from the result)."""
+        found: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = list(keys[i : i + 500])
+                q = f"SELECT h, v FROM vec WHERE h IN ({','.join('?' * len(chunk))})"
+                for h, v in self._db.execute(q, chunk):
+                    found[h] = np.frombuffer(v, dtype=np.float32)
+        return found
+
+    def put_many(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        """Store vectors (float32 rows) under ``keys``."""
+        rows = [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vectors, strict=True)]
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?)", rows)
+            self._db.commit()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM vec").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+
+class CachedEncoder:
+    """Wraps an :class:`Encoder` so each distinct text is encoded once, ever, per encoder."""
+
+    def __init__(self, encoder: Encoder, cache_dir: str | Path):
+        self.inner = encoder
+        self.name = encoder.name
+        self.dim = encoder.dim
+        self.cache = EmbeddingCache(cache_dir, encoder.name)
+        self.hits = 0
+        self.misses = 0
+        self.enabled = True
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Encode texts, reading cached vectors and encoding only the misses."""
+        if not self.enabled:
+            return self.inner.encode(texts, show_progress=show_progress)
+        keys = [EmbeddingCache.key(t) for t in texts]
+        found = self.cache.get_many(keys)
+        todo: dict[bytes, str] = {}
+        for k, t in zip(keys, texts, strict=True):
+            if k not in found and k not in todo:
+                todo[k] = t
+        if todo:
+            vecs = self.inner.encode(list(todo.values()), show_progress=show_progress)
+            self.cache.put_many(list(todo), vecs)
+            found.update(zip(todo, vecs, strict=True))
+        self.misses += len(todo)
+        self.hits += len(texts) - len(todo)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+
+@contextmanager
+def uncached(owner: object) -> Iterator[None]:
+    """Within the block, every :class:`CachedEncoder` that ``owner`` reports through an
+    ``encoders()`` method encodes afresh (used to time routing honestly)."""
+    found = [e for e in getattr(owner, "encoders", list)() if isinstance(e, CachedEncoder)]
+    for e in found:
+        e.enabled = False
+    try:
+        yield
+    finally:
+        for e in found:
+            e.enabled = True
+
+
+def default_cache_dir() -> Path:
+    """``$HUBROUTE_CACHE`` or ``~/.cache/hubroute/embeddings``."""
+    env = os.environ.get("HUBROUTE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "hubroute" / "embeddings"
