@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from hubroute.routers import make_router
 from hubroute.routers.base import RouteRequest
-from hubroute.service.batcher import RouteBatcher
+from hubroute.service.batcher import QueueFull, RouteBatcher
 
 
 def test_requests_that_arrive_while_busy_are_answered_together():
@@ -33,34 +32,58 @@ def test_requests_that_arrive_while_busy_are_answered_together():
     b.close()
 
 
-def test_group_size_is_capped_and_errors_reach_every_waiting_request():
-    gate = threading.Event()
+def test_group_size_is_capped_and_a_failing_group_is_answered_request_by_request():
+    started, gate = threading.Event(), threading.Event()
     sizes: list[int] = []
 
     def handler(reqs):
+        started.set()
         gate.wait(5)
         sizes.append(sum(len(r.prompts) for r in reqs))
         if any(r.prompts[0] == "boom" for r in reqs):
-            raise ValueError("bad group")
+            raise ValueError("bad request")
         return [len(r.prompts) for r in reqs]
 
     b = RouteBatcher(handler, max_prompts=4)
     first = b.submit(RouteRequest(["a"]))
-    time.sleep(0.05)  # the worker holds "a"; the rest queue behind it
+    assert started.wait(5)  # the worker holds "a"; the rest queue behind it
     rest = [b.submit(RouteRequest(["x", "y", "z"])) for _ in range(3)]
+    assert b.depth == 9
     gate.set()
     assert first.result(5) == 1 and [f.result(5) for f in rest] == [3, 3, 3]
-    assert max(sizes) <= 4
+    assert max(sizes) <= 4 and b.depth == 0
     gate.clear()
-    bad = [b.submit(RouteRequest(["boom"])), b.submit(RouteRequest(["fine"]))]
-    time.sleep(0.05)
+    started.clear()
+    hold = b.submit(RouteRequest(["hold"]))
+    assert started.wait(5)
+    group = [b.submit(RouteRequest([p])) for p in ("ok1", "boom", "ok2")]
     gate.set()
-    for f in bad:
-        with pytest.raises(ValueError, match="bad group"):
-            f.result(5)
+    assert hold.result(5) == 1
+    assert group[0].result(5) == 1 and group[2].result(5) == 1  # its neighbours are answered
+    with pytest.raises(ValueError, match="bad request"):
+        group[1].result(5)
     b.close()
     with pytest.raises(RuntimeError, match="closed"):
         b.submit(RouteRequest(["late"]))
+
+
+def test_the_queue_is_bounded():
+    started, gate = threading.Event(), threading.Event()
+
+    def handler(reqs):
+        started.set()
+        gate.wait(5)
+        return [0 for _ in reqs]
+
+    b = RouteBatcher(handler, max_prompts=8, max_queue=5)
+    first = b.submit(RouteRequest(["a"]))
+    assert started.wait(5)
+    queued = b.submit(RouteRequest(["b", "c", "d"]))
+    with pytest.raises(QueueFull):
+        b.submit(RouteRequest(["e", "f", "g"]))
+    gate.set()
+    assert first.result(5) == 0 and queued.result(5) == 0
+    b.close()
 
 
 def test_route_many_matches_route_per_request(small_stream):

@@ -383,6 +383,72 @@ def serve(
     run_server(application, host, port)
 
 
+keys_app = typer.Typer(help="API keys of a service (stored hashed in its state folder).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+StateOpt = Annotated[Path, typer.Option("--state", help="The service's state folder.")]
+
+
+def _store(state: Path):
+    from hubroute.service.store import Store
+    from hubroute.service.updater import STORE_FILE
+
+    if not state.is_dir():
+        raise HubrouteError(f"{state}: no such state folder")
+    return Store(state / STORE_FILE)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="A name for the key's holder (letters, digits, - _ . @).")],
+    state: StateOpt,
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", help="route, feedback or admin; repeatable (default: route).")
+    ] = None,
+) -> None:
+    """Create a key and print it once (only its hash is kept)."""
+    from hubroute.service.auth import create_key
+
+    key = create_key(_store(state), name, scope or ["route"])
+    out.print(key, soft_wrap=True)
+    console.print(f"key {name!r} with scopes {', '.join(scope or ['route'])}: store it now, it is not shown again")
+
+
+@keys_app.command("list")
+def keys_list(state: StateOpt, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the keys (ids, names, scopes, created, revoked)."""
+    rows = [
+        {k: r[k] for k in ("key_id", "name", "scopes", "created_at", "revoked_at")} for r in _store(state).api_keys()
+    ]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table()
+    for col in ("key_id", "name", "scopes", "created", "revoked"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["key_id"], r["name"], ",".join(r["scopes"]), _when(r["created_at"]), _when(r["revoked_at"]) or "-"
+        )
+    out.print(table)
+
+
+def _when(t: float | None) -> str:
+    import datetime
+
+    return "" if t is None else datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key's id or name.")],
+    state: StateOpt,
+) -> None:
+    """Revoke a key; a running service refuses it from its next request on."""
+    if not _store(state).revoke_key(key):
+        raise HubrouteError(f"no live key {key!r}")
+    out.print(f"revoked {key}")
+
+
 def _client(url: str):
     import httpx
 

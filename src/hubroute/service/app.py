@@ -1,385 +1,407 @@
-"""The routing service: a FastAPI app over one live router, its state folder and store.
+"""The routing service's HTTP API: a FastAPI app over one :class:`~hubroute.service.runtime.Service`.
 
-``create_app(state_dir, router_dir)`` serves the version that ``<state>/CURRENT`` names (the first
-start imports ``router_dir`` as ``v0001``). Routing and registry changes share one lock, so a
-request never sees a half-added model; a finished update is loaded beside the serving router and
-swapped in under the lock.
+``create_app(state_dir, router_dir, config)`` serves the version that ``<state>/CURRENT`` names
+(the first start imports ``router_dir`` as ``v0001``). Endpoints, with the scope each needs when
+API keys are configured:
+
+- ``POST /v1/route`` (route), ``GET /v1/models`` (route);
+- ``POST /v1/feedback`` (feedback; ``Idempotency-Key`` makes a retry store nothing twice);
+- ``POST /v1/models``, ``POST /v1/models/{id}/retire|activate``, ``POST /v1/updates``,
+  ``GET /v1/updates/{id}``, ``POST /v1/rollback``, ``GET /v1/audit``, ``GET /metrics`` (admin);
+- ``GET /health``, ``/health/live`` and ``/health/ready`` (no key).
+
+Every limit of :class:`~hubroute.service.config.ServiceConfig` is enforced here and stated in
+the OpenAPI schema (``/openapi.json``, ``/docs``).
 """
-
-from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import torch
-from fastapi import FastAPI, HTTPException, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import Field
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import hubroute
-from hubroute.encoders import CachedEncoder
 from hubroute.errors import HubrouteError
 from hubroute.hub import ModelCard
-from hubroute.routers import load_router
-from hubroute.routers.base import RouteHit, Router, RouteRequest
-from hubroute.service.batcher import RouteBatcher
-from hubroute.service.metrics import Metrics
-from hubroute.service.store import RUNNING, Store
-from hubroute.service.updater import STORE_FILE, sync_registry
-from hubroute.service.versions import Versions
+from hubroute.routers.base import RouteRequest
+from hubroute.service import schemas as S
+from hubroute.service.auth import ANONYMOUS, Principal
+from hubroute.service.batcher import QueueFull
+from hubroute.service.config import ServiceConfig
+from hubroute.service.metrics import CONTENT_TYPE
+from hubroute.service.middleware import RequestContext
+from hubroute.service.runtime import Conflict, NotFound, Service, UnknownDomain
+from hubroute.service.store import IdempotencyConflict
+
+MAX_UPDATE_ID = 2**63 - 1
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]", "testserver")
 
 
-class UnknownDomain(HubrouteError):
-    """A route request named a domain no registered model has."""
+_UNION_MISMATCH = {"list_type", "model_type", "dict_type", "model_attributes_type", "string_type"}
 
 
-@dataclass
-class ServiceConfig:
-    """Limits and update policy of the service."""
-
-    max_batch: int = 256
-    max_prompt_chars: int = 4000
-    max_k: int = 100
-    margin: float = 1.0
-    holdout_every: int = 5
-    update_threads: int = 1
-    inference: str = "onnx"  # encoder runtime while serving: hubroute.inference.INFERENCE_PRECISIONS
-
-
-class RouteBody(BaseModel):
-    prompts: str | list[str] = Field(description="One prompt or a list of prompts.")
-    k: int = Field(5, description="Models to return per prompt.")
-    domain: str | None = Field(None, description="Only route to models of this domain.")
-
-
-class ModelIn(BaseModel):
-    model_id: str
-    domain: str
-    family: str | None = None
-    text: str = ""
-    created_at: int | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
+def _one_line(errors: list[dict[str, Any]]) -> str:
+    """A Pydantic error list as one readable line: ``where: what; where: what``. Errors that
+    only say a body did not match the other members of a union (a list where one object was
+    sent) are left out when a more specific error exists."""
+    specific = [e for e in errors if e.get("type") not in _UNION_MISMATCH]
+    errors = specific or errors
+    parts: list[str] = []
+    for e in errors:
+        loc = [str(x) for x in e.get("loc", ()) if x != "body" and not _is_type_tag(x)]
+        where = ".".join(loc) or "body"
+        if e.get("type") == "string_unicode":
+            msg = "is not valid Unicode text (it holds a lone surrogate)"
+        else:
+            msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        part = f"{where}: {msg}"
+        if part not in parts:
+            parts.append(part)
+    more = f" (and {len(parts) - 5} more)" if len(parts) > 5 else ""
+    return "; ".join(parts[:5]) + more
 
 
-class FeedbackIn(BaseModel):
-    prompt: str
-    model_id: str
-    domain: str | None = None
+def _is_type_tag(x: Any) -> bool:
+    """Whether a location item names a union member (``ModelIn``, ``list[ModelIn]``,
+    ``constrained-str``) rather than a field or an index."""
+    return isinstance(x, str) and ("[" in x or "-" in x or x[:1].isupper())
 
 
-class FeedbackBatch(BaseModel):
-    items: list[FeedbackIn]
+def _tracer(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from hubroute.extras import require
 
-
-class Service:
-    """Everything one running service holds: router, version, store, locks, update worker."""
-
-    def __init__(
-        self, state_dir: str | Path, router_dir: str | Path | None = None, config: ServiceConfig | None = None
-    ):
-        self.state_dir = Path(state_dir)
-        self.config = config or ServiceConfig()
-        self.store = Store(self.state_dir / STORE_FILE)
-        self.versions = Versions(self.state_dir)
-        self.metrics = Metrics()
-        self.lock = threading.RLock()
-        self.update_lock = threading.Lock()
-        self.worker: subprocess.Popen | None = None
-        if self.config.inference.startswith("onnx"):
-            # the encoder runs in ONNX Runtime on every core; torch only projects and scores, and
-            # with one thread its pool leaves the cores to ONNX Runtime's (see hubroute.onnx_runtime)
-            torch.set_num_threads(1)
-        if self.versions.current is None:
-            if router_dir is None:
-                raise HubrouteError(f"{self.state_dir} holds no router yet: start once with --router DIR")
-            self.versions.promote(self.versions.import_dir(router_dir))
-        self._recover_updates()
-        self.version = self.versions.current
-        self.router: Router = self._load(self.version)
-        self.previous: tuple[str, Router] | None = None  # the version served before, still loaded
-        self.batcher = RouteBatcher(self._route_group, self.config.max_batch)
-
-    def _route_group(self, requests: list[RouteRequest]) -> list[tuple[list[list[RouteHit]], str] | Exception]:
-        """Answer requests that arrived together with one scoring pass (batcher thread); a request
-        naming an unknown domain gets an :class:`UnknownDomain` error instead."""
-        with self.lock:
-            version = self.version
-            known = set(self.router.registry_.domains()) if any(r.domain for r in requests) else set()
-            valid = [r for r in requests if r.domain is None or r.domain in known]
-            answers = iter(self.router.route_many(valid)) if valid else iter(())
-        return [
-            (next(answers), version)
-            if r.domain is None or r.domain in known
-            else UnknownDomain(f"unknown domain {r.domain!r}")
-            for r in requests
-        ]
-
-    def _load(self, version: str) -> Router:
-        """Load a version for serving: registry synced with the store, and embedding caches off
-        (a service sees each prompt once; caching them would only grow the cache file)."""
-        router = load_router(self.versions.path(version))
-        sync_registry(router, self.store)
-        for enc in router.encoders():
-            if isinstance(enc, CachedEncoder):
-                enc.enabled = False
-        return router.prepare_inference(self.config.inference, self.versions.inference_dir(version))
-
-    def _recover_updates(self) -> None:
-        """Updates left running by a killed server: stop their worker, mark them interrupted."""
-        for u in self.store.running_updates():
-            if u["pid"]:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(u["pid"], signal.SIGKILL)
-            self.store.set_update(u["id"], status="interrupted", error="the server stopped during this update")
-
-    def swap(self, version: str) -> None:
-        """Load ``version`` beside the serving router, then serve it. The router it replaces is
-        kept in memory, so a rollback to it is immediate."""
-        previous = self.previous
-        router = previous[1] if previous is not None and previous[0] == version else self._load(version)
-        with self.lock:
-            sync_registry(router, self.store)  # models registered (or retired) while it was not serving
-            self.previous = (self.version, self.router)
-            self.router, self.version = router, version
-
-    # -- updates -------------------------------------------------------------------------
-    def start_update(self) -> int:
-        """Queue an update and start its worker process; 409 while one runs."""
-        with self.update_lock:
-            if self.worker is not None and self.worker.poll() is None:
-                raise HTTPException(409, "an update is already running")
-            uid = self.store.create_update(self.version)
-            cmd = [
-                sys.executable,
-                "-m",
-                "hubroute.service.updater",
-                str(self.state_dir),
-                str(uid),
-                "--margin",
-                str(self.config.margin),
-                "--holdout-every",
-                str(self.config.holdout_every),
-                "--threads",
-                str(self.config.update_threads),
-                "--inference",
-                self.config.inference,
-            ]
-            log = self.state_dir / "updates" / f"{uid}.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with log.open("wb") as err:
-                self.worker = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
-            threading.Thread(target=self._watch, args=(uid, self.worker, log), daemon=True).start()
-            return uid
-
-    def _watch(self, uid: int, proc: subprocess.Popen, log: Path, poll_s: float = 0.5) -> None:
-        """Follow one update: swap as soon as it is promoted (without waiting for the worker
-        to exit), and mark it failed when the worker dies before finishing."""
-        swapped = False
-        while True:
-            done = proc.poll() is not None
-            u = self.store.update(uid) or {}
-            if not swapped and u.get("status") == "promoted" and u.get("to_version"):
-                swapped = True
-                try:
-                    self.swap(u["to_version"])
-                except Exception as e:  # keep serving the old router; say why on GET /v1/updates/{id}
-                    self.store.set_update(uid, error=f"promoted but not loaded: {type(e).__name__}: {e}")
-            if done:
-                break
-            time.sleep(poll_s)
-        if u.get("status") in RUNNING:
-            lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
-            self.store.set_update(
-                uid, status="failed", error=f"worker exited with {proc.returncode}: {' '.join(lines[-1:])}"
-            )
-
-    def stop(self) -> None:
-        """Stop the batcher and a running worker (server shutdown)."""
-        self.batcher.close()
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.terminate()
-
-
-def _validate_prompts(prompts: str | list[str], cfg: ServiceConfig) -> list[str]:
-    items = [prompts] if isinstance(prompts, str) else list(prompts)
-    if not items:
-        raise HTTPException(422, "prompts must hold at least one prompt")
-    if len(items) > cfg.max_batch:
-        raise HTTPException(422, f"at most {cfg.max_batch} prompts per request, got {len(items)}")
-    out = []
-    for i, p in enumerate(items):
-        p = p.strip()
-        if not p:
-            raise HTTPException(422, f"prompt {i} is empty")
-        if len(p) > cfg.max_prompt_chars:
-            raise HTTPException(422, f"prompt {i} has {len(p)} characters; the limit is {cfg.max_prompt_chars}")
-        out.append(p)
-    return out
+    trace = require("opentelemetry.trace", "otel")
+    provider = trace.get_tracer_provider()
+    if type(provider).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
+        sdk = require("opentelemetry.sdk.trace", "otel")
+        export = require("opentelemetry.sdk.trace.export", "otel")
+        provider = sdk.TracerProvider()
+        provider.add_span_processor(export.BatchSpanProcessor(export.ConsoleSpanExporter()))
+        trace.set_tracer_provider(provider)
+    return trace.get_tracer("hubroute.service", hubroute.__version__)
 
 
 def create_app(
-    state_dir: str | Path, router_dir: str | Path | None = None, config: ServiceConfig | None = None
+    state_dir: str | Path,
+    router_dir: str | Path | None = None,
+    config: ServiceConfig | None = None,
+    *,
+    bind_host: str = "127.0.0.1",
 ) -> FastAPI:
     """The FastAPI application (see the module docstring)."""
     svc = Service(state_dir, router_dir, config)
     cfg = svc.config
+    body = S.build(cfg)
+    if bind_host not in LOOPBACK and not svc.keys.enabled and not cfg.allow_remote_without_keys:
+        svc.stop()
+        raise HubrouteError(
+            f"refusing to listen on {bind_host} without API keys: create one with `hubroute keys create` "
+            "(or give --keys-file), or bind to 127.0.0.1"
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         svc.stop()
 
-    app = FastAPI(title="hubroute", version=hubroute.__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="hubroute",
+        version=hubroute.__version__,
+        lifespan=lifespan,
+        responses={c: S.ERRORS[c] for c in (400, 413, 422)},  # a bad Host header, body or parameter
+        description="Route each prompt to one model of an evolving hub. Limits: "
+        + ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items() if k.startswith("max_") or k.startswith("rate")),
+    )
     app.state.service = svc
+    hosts = cfg.allowed_hosts or sorted({bind_host, *LOOPBACK} - {"::1"})
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+    app.add_middleware(
+        RequestContext,
+        metrics=svc.metrics,
+        max_body_bytes=cfg.max_body_bytes,
+        access_log=cfg.access_log,
+        tracer=_tracer(cfg.otel),
+    )
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        response = await call_next(request)
-        route = request.scope.get("route")
-        svc.metrics.request(request.method, getattr(route, "path", "unmatched"), response.status_code)
-        return response
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(list(exc.errors()))}, status_code=422)
 
-    @app.get("/health")
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    def scope(name: str) -> Callable[..., Principal]:
+        """A dependency: the request's principal, which must hold scope ``name``; counts the
+        request against the principal's rate limit."""
+
+        def check(
+            request: Request,
+            authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+            x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+        ) -> Principal:
+            if svc.keys.enabled:
+                key = x_api_key or (
+                    authorization[7:] if authorization and authorization[:7].lower() == "bearer " else None
+                )
+                who = svc.keys.authenticate(key)
+                if who is None:
+                    raise HTTPException(401, "a valid API key is needed", headers={"WWW-Authenticate": "Bearer"})
+                if not who.can(name):
+                    raise HTTPException(403, f"the key {who.name!r} lacks the scope {name!r}")
+            else:
+                who = ANONYMOUS
+            request.scope.setdefault("state", {})["principal"] = who
+            client = who.name if svc.keys.enabled else (request.client.host if request.client else "?")
+            wait = svc.limiter.acquire(client)
+            if wait > 0:
+                svc.metrics.rejected.labels("rate").inc()
+                retry = str(max(1, math.ceil(wait)))
+                raise HTTPException(
+                    429, f"rate limit of {cfg.rate_limit_per_s:g}/s reached", headers={"Retry-After": retry}
+                )
+            return who
+
+        return check
+
+    Route = Annotated[Principal, Depends(scope("route"))]
+    Feedback = Annotated[Principal, Depends(scope("feedback"))]
+    Admin = Annotated[Principal, Depends(scope("admin"))]
+    errors = S.ERRORS
+
+    # -- health --------------------------------------------------------------------------------
+    @app.get("/health", tags=["health"])
     def health() -> dict[str, Any]:
+        """Serving version and registry size."""
         reg = svc.router.registry_
         return {
-            "status": "ok",
+            "status": "draining" if svc.draining else "ok",
             "version": svc.version,
             "router": svc.router.kind,
             "models": len(reg),
             "active": reg.n_active(),
         }
 
-    @app.post("/v1/route")
-    async def route(req: RouteBody) -> JSONResponse:
-        prompts = _validate_prompts(req.prompts, cfg)
-        if not 1 <= req.k <= cfg.max_k:
-            raise HTTPException(422, f"k must lie between 1 and {cfg.max_k}, got {req.k}")
-        t0 = time.perf_counter()
+    @app.get("/health/live", tags=["health"])
+    def live() -> dict[str, str]:
+        """The process answers."""
+        return {"status": "live"}
+
+    @app.get("/health/ready", tags=["health"], responses={503: errors[503]})
+    def ready() -> JSONResponse:
+        """Ready to route: a router is loaded, a probe route succeeds, and the service is not draining."""
+        problem = "draining" if svc.draining else svc.ready_error
+        body_ = {"status": "ready" if problem is None else "not ready", "version": svc.version}
+        if problem is not None:
+            body_["reason"] = problem
+        return JSONResponse(body_, status_code=200 if problem is None else 503)
+
+    # -- routing -------------------------------------------------------------------------------
+    @app.post(
+        "/v1/route",
+        tags=["routing"],
+        response_model=S.RouteResponse,
+        responses={c: errors[c] for c in (401, 403, 409, 413, 415, 422, 429, 503, 504)},
+    )
+    async def route(req: body.RouteBody, who: Route) -> JSONResponse:  # type: ignore[valid-type]
+        """Rank the models for one or more prompts (the best first)."""
+        prompts = [req.prompts] if isinstance(req.prompts, str) else list(req.prompts)
+        if svc.draining:
+            raise HTTPException(503, "the service is draining")
+        try:
+            fut = svc.batcher.submit(RouteRequest(prompts, req.k, req.domain))
+        except QueueFull as e:
+            svc.metrics.rejected.labels("queue").inc()
+            raise HTTPException(503, f"the router is saturated: {e}", headers={"Retry-After": "1"}) from None
         try:  # awaited on the event loop: no worker thread is held while the batcher computes
-            hits, version = await asyncio.wrap_future(svc.batcher.submit(RouteRequest(prompts, req.k, req.domain)))
+            hits, version = await asyncio.wait_for(asyncio.wrap_future(fut), cfg.request_timeout_s)
+        except TimeoutError:
+            fut.cancel()
+            svc.metrics.rejected.labels("deadline").inc()
+            raise HTTPException(504, f"no answer within {cfg.request_timeout_s:g} s") from None
         except UnknownDomain as e:
             raise HTTPException(422, str(e)) from None
         except HubrouteError as e:  # e.g. a router without models
             raise HTTPException(409, str(e)) from None
-        svc.metrics.route(time.perf_counter() - t0, len(prompts))
+        svc.metrics.routed_prompts.inc(len(prompts))
         results = [{"prompt": p, "models": [h.__dict__ for h in hs]} for p, hs in zip(prompts, hits, strict=True)]
         return JSONResponse({"version": version, "results": results})
 
-    @app.get("/v1/models")
-    def list_models(status: str | None = None, offset: int = 0, limit: int = 100) -> dict[str, Any]:
-        if status not in (None, "active", "retired"):
-            raise HTTPException(422, "status must be 'active' or 'retired'")
-        if offset < 0 or not 1 <= limit <= 10_000:
-            raise HTTPException(422, "need offset >= 0 and 1 <= limit <= 10000")
+    # -- models --------------------------------------------------------------------------------
+    @app.get(
+        "/v1/models", tags=["models"], response_model=S.ModelList, responses={c: errors[c] for c in (401, 403, 422)}
+    )
+    def list_models(
+        who: Route,
+        status: Annotated[str | None, Query(pattern="^(active|retired)$")] = None,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    ) -> dict[str, Any]:
+        """Registered models, in registration order (``status``: only active or retired ones)."""
         with svc.lock:
             reg = svc.router.registry_
-            rows = [(c, reg.status(c.model_id)) for c in reg]
-        rows = [(c, s) for c, s in rows if status is None or s == status]
-        page = [c.to_dict() | {"status": s} for c, s in rows[offset : offset + limit]]
+            active = reg.active_mask
+            rows = [i for i in range(len(reg)) if status is None or (status == "active") == bool(active[i])]
+            page = [
+                reg.card(i).to_dict() | {"status": "active" if active[i] else "retired"}
+                for i in rows[offset : offset + limit]
+            ]
         return {"total": len(rows), "models": page}
 
-    @app.post("/v1/models", status_code=201)
-    def add_models(body: ModelIn | list[ModelIn]) -> dict[str, Any]:
-        items = body if isinstance(body, list) else [body]
-        if not items:
-            raise HTTPException(422, "no model cards given")
-        cards = []
-        for m in items:
-            if not m.model_id.strip() or not m.domain.strip():
-                raise HTTPException(422, "model_id and domain must not be empty")
-            cards.append(
-                ModelCard(
-                    m.model_id.strip(), m.family or m.model_id.strip(), m.domain.strip(), m.text, m.created_at, m.extra
-                )
-            )
-        ids = [c.model_id for c in cards]
-        if len(set(ids)) != len(ids):
-            raise HTTPException(409, "the same model id appears twice in the request")
-        with svc.lock:
-            taken = [i for i in ids if i in svc.router.registry_]
-            if taken:
-                raise HTTPException(409, f"model id(s) already registered: {', '.join(taken[:5])}")
-            for c in cards:
-                if not svc.store.add_model(c):
-                    raise HTTPException(409, f"model id already registered: {c.model_id}")
-            svc.router.add_models(cards)
+    cards_body = Annotated[
+        body.ModelIn | Annotated[list[body.ModelIn], Field(min_length=1, max_length=cfg.max_cards)],  # type: ignore[valid-type]
+        Field(description=f"One card or a list of up to {cfg.max_cards}."),
+    ]
+
+    @app.post(
+        "/v1/models",
+        status_code=201,
+        tags=["models"],
+        response_model=S.Registered,
+        responses={c: errors[c] for c in (401, 403, 409, 413, 415, 422, 429)},
+    )
+    def add_models(cards: cards_body, who: Admin) -> dict[str, Any]:
+        """Register model cards; they are routable as soon as this returns. All or nothing."""
+        items = cards if isinstance(cards, list) else [cards]
+        new = [ModelCard(m.model_id, m.family or m.model_id, m.domain, m.text, m.created_at, m.extra) for m in items]
+        try:
+            ids = svc.add_models(new, who.name)
+        except Conflict as e:
+            raise HTTPException(409, str(e)) from None
+        except HubrouteError as e:
+            raise HTTPException(422, str(e)) from None
         return {"registered": ids, "version": svc.version}
 
-    def _set_status(model_id: str, status: str) -> dict[str, Any]:
-        with svc.lock:
-            reg = svc.router.registry_
-            if model_id not in reg:
-                raise HTTPException(404, f"unknown model id {model_id!r}")
-            svc.store.set_status(model_id, status, reg.card(model_id))
-            (svc.router.retire if status == "retired" else svc.router.activate)([model_id])
+    ModelIdPath = Annotated[str, PathParam(min_length=1, max_length=512)]
+
+    def _set_status(model_id: str, status: str, who: Principal) -> dict[str, Any]:
+        try:
+            svc.set_status(model_id, status, who.name)
+        except NotFound as e:
+            raise HTTPException(404, str(e)) from None
         return {"model_id": model_id, "status": status}
 
-    @app.post("/v1/models/{model_id:path}/retire")
-    def retire(model_id: str) -> dict[str, Any]:
-        return _set_status(model_id, "retired")
+    @app.post(
+        "/v1/models/{model_id:path}/retire",
+        tags=["models"],
+        response_model=S.StatusChanged,
+        responses={c: errors[c] for c in (401, 403, 404)},
+    )
+    def retire(model_id: ModelIdPath, who: Admin) -> dict[str, Any]:
+        """Stop routing to a model (its row and learned state stay)."""
+        return _set_status(model_id, "retired", who)
 
-    @app.post("/v1/models/{model_id:path}/activate")
-    def activate(model_id: str) -> dict[str, Any]:
-        return _set_status(model_id, "active")
+    @app.post(
+        "/v1/models/{model_id:path}/activate",
+        tags=["models"],
+        response_model=S.StatusChanged,
+        responses={c: errors[c] for c in (401, 403, 404)},
+    )
+    def activate(model_id: ModelIdPath, who: Admin) -> dict[str, Any]:
+        """Route to a retired model again."""
+        return _set_status(model_id, "active", who)
 
-    @app.post("/v1/feedback", status_code=201)
-    def feedback(body: FeedbackIn | FeedbackBatch) -> dict[str, Any]:
-        items = body.items if isinstance(body, FeedbackBatch) else [body]
-        if not items:
-            raise HTTPException(422, "no feedback items given")
-        rows = []
+    # -- feedback ------------------------------------------------------------------------------
+    feedback_body = Annotated[body.FeedbackIn | body.FeedbackBatch, Field(description="One item, or {items: [...]}.")]  # type: ignore[valid-type]
+
+    @app.post(
+        "/v1/feedback",
+        status_code=201,
+        tags=["feedback"],
+        response_model=S.FeedbackStored,
+        responses={
+            200: {"model": S.FeedbackStored, "description": "A replayed Idempotency-Key: stored before, nothing new."},
+            **{c: errors[c] for c in (401, 403, 404, 413, 415, 422, 429)},
+        },
+    )
+    def feedback(
+        items_: feedback_body,
+        who: Feedback,
+        idempotency_key: Annotated[str | None, Header(max_length=200, pattern=r"^[\x21-\x7e]+$")] = None,
+    ) -> JSONResponse:
+        """Store labelled prompts (the model that should have answered) for the next update."""
+        items = items_.items if isinstance(items_, body.FeedbackBatch) else [items_]
         with svc.lock:
             reg = svc.router.registry_
             for i, it in enumerate(items):
-                prompt = _validate_prompts(it.prompt, cfg)[0]
                 if it.model_id not in reg:
                     raise HTTPException(404, f"item {i}: unknown model id {it.model_id!r}")
-                rows.append((prompt, it.model_id, it.domain))
-        ids = svc.store.add_feedback(rows)
-        return {"stored": len(ids), "ids": ids, "pending": svc.store.feedback_count(pending_only=True)}
+        rows = [(it.prompt, it.model_id, it.domain) for it in items]
+        key = (who.name, idempotency_key) if idempotency_key else None
+        try:
+            ids, replayed = svc.store.add_feedback(rows, idempotency=key)
+        except IdempotencyConflict as e:
+            raise HTTPException(422, str(e)) from None
+        out = {
+            "stored": len(ids),
+            "ids": ids,
+            "pending": svc.store.feedback_count(pending_only=True),
+            "replayed": replayed,
+        }
+        return JSONResponse(out, status_code=200 if replayed else 201)
 
-    @app.post("/v1/updates", status_code=202)
-    def start_update() -> dict[str, Any]:
-        uid = svc.start_update()
+    # -- updates -------------------------------------------------------------------------------
+    @app.post(
+        "/v1/updates",
+        status_code=202,
+        tags=["updates"],
+        response_model=S.UpdateStarted,
+        responses={c: errors[c] for c in (401, 403, 409)},
+    )
+    def start_update(who: Admin) -> dict[str, Any]:
+        """Learn the feedback gathered since the last update, in a separate process."""
+        try:
+            uid = svc.start_update(who.name)
+        except Conflict as e:
+            raise HTTPException(409, str(e)) from None
         return {"id": uid, "status": "queued", "from_version": svc.version}
 
-    @app.get("/v1/updates/{update_id}")
-    def get_update(update_id: int) -> dict[str, Any]:
+    @app.get(
+        "/v1/updates/{update_id}",
+        tags=["updates"],
+        response_model=S.UpdateOut,
+        responses={c: errors[c] for c in (401, 403, 404, 422)},
+    )
+    def get_update(update_id: Annotated[int, PathParam(ge=1, le=MAX_UPDATE_ID)], who: Admin) -> dict[str, Any]:
+        """An update's status, stage and (once finished) result."""
         u = svc.store.update(update_id)
         if u is None:
             raise HTTPException(404, f"unknown update {update_id}")
         return u
 
-    @app.post("/v1/rollback")
-    def rollback() -> dict[str, Any]:
+    @app.post(
+        "/v1/rollback", tags=["updates"], response_model=S.VersionOut, responses={c: errors[c] for c in (401, 403, 409)}
+    )
+    def rollback(who: Admin) -> dict[str, Any]:
+        """Serve the version promoted before the current one; running updates are cancelled."""
         try:
-            with svc.lock:
-                version = svc.versions.rollback()
+            version = svc.rollback(who.name)
         except HubrouteError as e:
             raise HTTPException(409, str(e)) from None
-        svc.swap(version)
         return {"version": version}
 
-    @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics() -> Response:
-        reg = svc.router.registry_
-        gauges = {
-            "registry_models": len(reg),
-            "registry_active_models": reg.n_active(),
-            "feedback_rows": svc.store.feedback_count(),
-            "feedback_pending_rows": svc.store.feedback_count(pending_only=True),
-        }
-        text = svc.metrics.render(gauges, {"version": svc.version or "", "kind": svc.router.kind})
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+    @app.get("/v1/audit", tags=["admin"], responses={c: errors[c] for c in (401, 403, 422)})
+    def audit(
+        who: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0
+    ) -> dict[str, Any]:
+        """Admin actions, newest first: who, what, on what, when."""
+        return {"entries": svc.store.audit_log(limit, offset)}
+
+    @app.get("/metrics", tags=["admin"], response_class=Response, responses={c: errors[c] for c in (401, 403)})
+    def metrics(who: Admin) -> Response:
+        """Prometheus metrics."""
+        svc.refresh_gauges()
+        return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
 
     return app

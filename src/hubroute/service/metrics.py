@@ -1,63 +1,75 @@
-"""Prometheus text-format metrics: request counters, a routing-latency histogram, gauges."""
+"""Prometheus metrics of one service (prometheus_client, one registry per app).
+
+Every request is counted and timed by method, route template and status, errors (5xx)
+included; routing adds prompt counts, per-model answer counts, batch sizes and queue depth;
+updates add their duration and outcome.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-BUCKETS = (0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    """Thread-safe counters and one histogram, rendered by :meth:`render`."""
+    """The service's metric families (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
-        self.route_buckets = [0] * len(BUCKETS)
-        self.route_sum = 0.0
-        self.route_count = 0
-        self.routed_prompts = 0
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "hubroute_requests", "HTTP requests by method, route and status.", ["method", "path", "status"], registry=r
+        )
+        self.duration = Histogram(
+            "hubroute_request_duration_seconds",
+            "HTTP request latency by method, route and status.",
+            ["method", "path", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.routed_prompts = Counter("hubroute_routed_prompts", "Prompts routed.", registry=r)
+        self.routed_to = Counter(
+            "hubroute_routed_to", "Top-1 answers per model (models with at least one).", ["model_id"], registry=r
+        )
+        self.batch_prompts = Histogram(
+            "hubroute_batch_prompts",
+            "Prompts per encoder pass of the request batcher.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
+        )
+        self.queue_depth = Gauge("hubroute_queue_prompts", "Prompts waiting for the router.", registry=r)
+        self.rejected = Counter(
+            "hubroute_rejected", "Requests refused by a limit (rate, queue, size, deadline).", ["reason"], registry=r
+        )
+        self.updates = Counter("hubroute_updates", "Finished updates by outcome.", ["status"], registry=r)
+        self.update_seconds = Histogram(
+            "hubroute_update_duration_seconds",
+            "Wall time of finished updates.",
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=r,
+        )
+        self.models = Gauge("hubroute_registry_models", "Registered models.", registry=r)
+        self.active_models = Gauge("hubroute_registry_active_models", "Routable models.", registry=r)
+        self.feedback_rows = Gauge("hubroute_feedback_rows", "Stored feedback rows.", registry=r)
+        self.feedback_pending = Gauge("hubroute_feedback_pending_rows", "Feedback no update has used yet.", registry=r)
+        self.info = Gauge("hubroute_router_info", "The serving router.", ["version", "kind"], registry=r)
+        self._info_labels: tuple[str, str] | None = None
 
-    def request(self, method: str, path: str, status: int) -> None:
-        """Count one finished request."""
-        with self._lock:
-            self.requests[(method, path, status)] += 1
+    def request(self, method: str, path: str, status: int, seconds: float) -> None:
+        """Count and time one finished request."""
+        labels = (method, path, str(status))
+        self.requests.labels(*labels).inc()
+        self.duration.labels(*labels).observe(seconds)
 
-    def route(self, seconds: float, n_prompts: int) -> None:
-        """Record one routing call's latency and prompt count."""
-        with self._lock:
-            for i, b in enumerate(BUCKETS):
-                if seconds <= b:
-                    self.route_buckets[i] += 1
-            self.route_sum += seconds
-            self.route_count += 1
-            self.routed_prompts += n_prompts
+    def set_router(self, version: str, kind: str) -> None:
+        """Point the info metric at the serving version."""
+        if self._info_labels is not None:
+            self.info.remove(*self._info_labels)
+        self._info_labels = (version, kind)
+        self.info.labels(version, kind).set(1)
 
-    def render(self, gauges: dict[str, float], labels: dict[str, str]) -> str:
-        """The exposition text; ``gauges`` become ``hubroute_<name>``, ``labels`` an info metric."""
-        with self._lock:
-            out = [
-                "# HELP hubroute_requests_total HTTP requests by method, path and status.",
-                "# TYPE hubroute_requests_total counter",
-            ]
-            for (m, p, s), n in sorted(self.requests.items()):
-                out.append(f'hubroute_requests_total{{method="{m}",path="{p}",status="{s}"}} {n}')
-            out += [
-                "# HELP hubroute_route_seconds Routing latency per call.",
-                "# TYPE hubroute_route_seconds histogram",
-            ]
-            for b, n in zip(BUCKETS, self.route_buckets, strict=True):
-                out.append(f'hubroute_route_seconds_bucket{{le="{b}"}} {n}')
-            out.append(f'hubroute_route_seconds_bucket{{le="+Inf"}} {self.route_count}')
-            out.append(f"hubroute_route_seconds_sum {self.route_sum:.6f}")
-            out.append(f"hubroute_route_seconds_count {self.route_count}")
-            out += [
-                "# TYPE hubroute_routed_prompts_total counter",
-                f"hubroute_routed_prompts_total {self.routed_prompts}",
-            ]
-        for name, value in gauges.items():
-            out += [f"# TYPE hubroute_{name} gauge", f"hubroute_{name} {value}"]
-        info = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        out += ["# TYPE hubroute_router_info gauge", f"hubroute_router_info{{{info}}} 1"]
-        return "\n".join(out) + "\n"
+    def render(self) -> bytes:
+        """The exposition text."""
+        return generate_latest(self.registry)

@@ -1,63 +1,103 @@
-"""The service's durable store: registered models, feedback and update jobs in one SQLite file.
+"""The service's durable store: registered models, feedback, update jobs, API keys, the audit log
+and idempotency keys, in one SQLite file.
 
 The file runs in WAL mode with ``synchronous=FULL``: a row is on disk once its call returns, so
-a killed server loses nothing it acknowledged. One connection per thread.
+a killed server loses nothing it acknowledged. One connection per thread. The schema is
+versioned (``PRAGMA user_version``) and migrated forward on open, one numbered step at a time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from hubroute.errors import HubrouteError
 from hubroute.hub import ModelCard, RoutingExample
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS models (
-    model_id TEXT PRIMARY KEY,
-    card TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'active',
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    prompt TEXT NOT NULL,
-    model_id TEXT NOT NULL,
-    domain TEXT,
-    created_at REAL NOT NULL,
-    update_id INTEGER
-);
-CREATE TABLE IF NOT EXISTS updates (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    status TEXT NOT NULL,
-    stage TEXT NOT NULL DEFAULT '',
-    progress REAL NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    finished_at REAL,
-    from_version TEXT,
-    to_version TEXT,
-    max_feedback_id INTEGER,
-    pid INTEGER,
-    result TEXT,
-    error TEXT
-);
-"""
 RUNNING = ("queued", "running")  # statuses of an update that has not ended
 
 
+class IdempotencyConflict(HubrouteError):
+    """An idempotency key was reused for a different request."""
+
+
+# numbered schema steps; step i brings a store from user_version i to i + 1
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS models (
+        model_id TEXT PRIMARY KEY,
+        card TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active',
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS feedback (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        prompt TEXT NOT NULL,
+        model_id TEXT NOT NULL,
+        domain TEXT,
+        created_at REAL NOT NULL,
+        update_id INTEGER
+    );
+    CREATE TABLE IF NOT EXISTS updates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        status TEXT NOT NULL,
+        stage TEXT NOT NULL DEFAULT '',
+        progress REAL NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        from_version TEXT,
+        to_version TEXT,
+        max_feedback_id INTEGER,
+        pid INTEGER,
+        result TEXT,
+        error TEXT
+    );
+    """,
+    """
+    ALTER TABLE updates ADD COLUMN pid_started REAL;
+    CREATE TABLE IF NOT EXISTS api_keys (
+        key_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE IF NOT EXISTS audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE IF NOT EXISTS idempotency (
+        owner TEXT NOT NULL,
+        key TEXT NOT NULL,
+        response TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (owner, key)
+    );
+    """,
+)
+
+
 class Store:
-    """Models, feedback and updates of one service state folder (``<state>/hub.sqlite``)."""
+    """Models, feedback, updates, keys and audit log of one service state folder
+    (``<state>/hub.sqlite``)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._conn().executescript(SCHEMA)
+        self._migrate()
 
     def _conn(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -68,6 +108,25 @@ class Store:
             db.row_factory = sqlite3.Row
             self._local.db = db
         return db
+
+    def _migrate(self) -> None:
+        with self.tx() as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            for step in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[step].split(";"):
+                    if not statement.strip():
+                        continue
+                    try:
+                        db.execute(statement)
+                    except sqlite3.OperationalError as e:  # a column added by hand or an older run
+                        if "duplicate column" not in str(e):
+                            raise
+                db.execute(f"PRAGMA user_version = {step + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        """The store's schema step (``len(MIGRATIONS)`` once migrated)."""
+        return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -84,15 +143,30 @@ class Store:
     # -- models --------------------------------------------------------------------------
     def add_model(self, card: ModelCard) -> bool:
         """Store a new card; False when the id is already stored (nothing changes)."""
+        return self.add_models([card]) == []
+
+    def add_models(self, cards: Sequence[ModelCard]) -> list[str]:
+        """Store new cards in one transaction; returns the ids already stored (then nothing is
+        stored)."""
+        now = time.time()
         with self.tx() as db:
-            try:
-                db.execute(
-                    "INSERT INTO models (model_id, card, status, created_at) VALUES (?, ?, 'active', ?)",
-                    (card.model_id, json.dumps(card.to_dict()), time.time()),
-                )
-            except sqlite3.IntegrityError:
-                return False
-        return True
+            taken = [
+                c.model_id
+                for c in cards
+                if db.execute("SELECT 1 FROM models WHERE model_id = ?", (c.model_id,)).fetchone()
+            ]
+            if taken:
+                return taken
+            db.executemany(
+                "INSERT INTO models (model_id, card, status, created_at) VALUES (?, ?, 'active', ?)",
+                [(c.model_id, json.dumps(c.to_dict()), now) for c in cards],
+            )
+        return []
+
+    def delete_models(self, model_ids: Sequence[str]) -> None:
+        """Remove cards that were stored but could not be registered (undo of :meth:`add_models`)."""
+        with self.tx() as db:
+            db.executemany("DELETE FROM models WHERE model_id = ?", [(m,) for m in model_ids])
 
     def set_status(self, model_id: str, status: str, card: ModelCard | None = None) -> None:
         """Record a model's status; ``card`` stores the card too when the model came from the
@@ -106,23 +180,57 @@ class Store:
             db.execute("UPDATE models SET status = ? WHERE model_id = ?", (status, model_id))
 
     def models(self) -> list[tuple[ModelCard, str]]:
-        """Every stored card and its status, in insertion order."""
-        rows = self._conn().execute("SELECT card, status FROM models ORDER BY rowid").fetchall()
-        return [(ModelCard.from_dict(json.loads(r["card"])), r["status"]) for r in rows]
+        """Every stored card and its status, in insertion order; rows that no longer parse as a
+        card are skipped (see :meth:`unreadable_models`)."""
+        out = []
+        for r in self._conn().execute("SELECT card, status FROM models ORDER BY rowid"):
+            try:
+                out.append((ModelCard.from_dict(json.loads(r["card"])), r["status"]))
+            except (ValueError, TypeError):
+                continue
+        return out
+
+    def unreadable_models(self) -> list[str]:
+        """Ids of stored rows whose card does not parse."""
+        bad = []
+        for r in self._conn().execute("SELECT model_id, card FROM models ORDER BY rowid"):
+            try:
+                ModelCard.from_dict(json.loads(r["card"]))
+            except (ValueError, TypeError):
+                bad.append(r["model_id"])
+        return bad
 
     # -- feedback ------------------------------------------------------------------------
-    def add_feedback(self, items: list[tuple[str, str, str | None]]) -> list[int]:
-        """Store (prompt, model_id, domain) rows; returns their ids."""
+    def add_feedback(
+        self, items: Sequence[tuple[str, str, str | None]], *, idempotency: tuple[str, str] | None = None
+    ) -> tuple[list[int], bool]:
+        """Store (prompt, model_id, domain) rows; returns their ids, and whether this was a
+        replay: with ``idempotency = (owner, key)``, a key seen before with the same items
+        returns the ids stored the first time and stores nothing (the same key with other items
+        raises :class:`IdempotencyConflict`)."""
         now = time.time()
-        ids = []
+        digest = hashlib.sha256(json.dumps(list(items)).encode("utf-8")).hexdigest()
         with self.tx() as db:
+            if idempotency is not None:
+                row = db.execute("SELECT response FROM idempotency WHERE owner = ? AND key = ?", idempotency).fetchone()
+                if row is not None:
+                    saved = json.loads(row["response"])
+                    if saved.get("request_sha256", digest) != digest:
+                        raise IdempotencyConflict("this Idempotency-Key was used before with other feedback items")
+                    return list(saved["ids"]), True
+            ids = []
             for prompt, model_id, domain in items:
                 cur = db.execute(
                     "INSERT INTO feedback (prompt, model_id, domain, created_at) VALUES (?, ?, ?, ?)",
                     (prompt, model_id, domain, now),
                 )
                 ids.append(int(cur.lastrowid))
-        return ids
+            if idempotency is not None:
+                db.execute(
+                    "INSERT INTO idempotency (owner, key, response, created_at) VALUES (?, ?, ?, ?)",
+                    (*idempotency, json.dumps({"ids": ids, "request_sha256": digest}), now),
+                )
+        return ids, False
 
     def feedback_count(self, pending_only: bool = False) -> int:
         """Number of feedback rows (only those no update consumed yet, if asked)."""
@@ -160,17 +268,44 @@ class Store:
         with self.tx() as db:
             db.execute(f"UPDATE updates SET {cols} WHERE id = ?", (*fields.values(), update_id))
 
+    def claim_update(self, update_id: int, pid: int, pid_started: float) -> bool:
+        """Mark a queued update running in process ``pid`` (started at ``pid_started``); False
+        when it is no longer queued (cancelled meanwhile)."""
+        with self.tx() as db:
+            cur = db.execute(
+                "UPDATE updates SET status = 'running', pid = ?, pid_started = ?, stage = 'loading', progress = 0.05 "
+                "WHERE id = ? AND status = 'queued'",
+                (pid, pid_started, update_id),
+            )
+            return cur.rowcount == 1
+
     def finish_update(
         self, update_id: int, status: str, result: dict[str, Any], to_version: str | None, ids: list[int]
-    ) -> None:
-        """Close an update and mark the feedback it consumed, in one transaction."""
+    ) -> bool:
+        """Close a running update and mark the feedback it consumed, in one transaction; False
+        (and nothing changes) when the update is no longer running (it was cancelled)."""
         with self.tx() as db:
-            db.execute(
+            cur = db.execute(
                 "UPDATE updates SET status = ?, stage = 'done', progress = 1, finished_at = ?, to_version = ?, "
-                "result = ? WHERE id = ?",
+                "result = ? WHERE id = ? AND status IN ('queued', 'running')",
                 (status, time.time(), to_version, json.dumps(result), update_id),
             )
+            if cur.rowcount != 1:
+                return False
             db.executemany("UPDATE feedback SET update_id = ? WHERE id = ?", [(update_id, i) for i in ids])
+        return True
+
+    def cancel_updates(self, reason: str, status: str = "cancelled") -> list[dict[str, Any]]:
+        """Mark every queued or running update ``status`` with ``reason``; returns them as they
+        were (their workers are the caller's to stop)."""
+        running = self.running_updates()
+        with self.tx() as db:
+            for u in running:
+                db.execute(
+                    "UPDATE updates SET status = ?, error = ?, finished_at = ? WHERE id = ? AND status IN (?, ?)",
+                    (status, reason, time.time(), u["id"], *RUNNING),
+                )
+        return running
 
     def update(self, update_id: int) -> dict[str, Any] | None:
         """One update row as a dict (``result`` decoded), or None."""
@@ -185,4 +320,41 @@ class Store:
         """Updates still marked queued or running."""
         marks = ",".join("?" * len(RUNNING))
         rows = self._conn().execute(f"SELECT id FROM updates WHERE status IN ({marks})", RUNNING).fetchall()
-        return [self.update(r["id"]) for r in rows]
+        return [u for u in (self.update(r["id"]) for r in rows) if u is not None]
+
+    # -- API keys --------------------------------------------------------------------------
+    def add_key(self, key_id: str, name: str, secret_sha256: str, scopes: Sequence[str]) -> None:
+        """Store a key's id, name, the SHA-256 of its secret and its scopes."""
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO api_keys (key_id, name, secret_sha256, scopes, created_at) VALUES (?, ?, ?, ?, ?)",
+                (key_id, name, secret_sha256, ",".join(scopes), time.time()),
+            )
+
+    def api_keys(self, include_revoked: bool = True) -> list[dict[str, Any]]:
+        """Every stored key (without anything secret beyond the hash)."""
+        q = "SELECT * FROM api_keys" + ("" if include_revoked else " WHERE revoked_at IS NULL") + " ORDER BY created_at"
+        return [dict(r) | {"scopes": r["scopes"].split(",") if r["scopes"] else []} for r in self._conn().execute(q)]
+
+    def revoke_key(self, key_or_name: str) -> bool:
+        """Revoke a key by id or name; False when no live key matches."""
+        with self.tx() as db:
+            cur = db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE (key_id = ? OR name = ?) AND revoked_at IS NULL",
+                (time.time(), key_or_name, key_or_name),
+            )
+            return cur.rowcount > 0
+
+    # -- audit log -------------------------------------------------------------------------
+    def audit(self, actor: str, action: str, target: str = "", detail: dict[str, Any] | None = None) -> None:
+        """Record one admin action: who, what, on what, when."""
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                (time.time(), actor, action, target, json.dumps(detail or {})),
+            )
+
+    def audit_log(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """The newest audit entries first."""
+        rows = self._conn().execute("SELECT * FROM audit ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
+        return [dict(r) | {"detail": json.loads(r["detail"])} for r in rows]

@@ -1,0 +1,235 @@
+"""Faults found when the service was attacked: each one reproduced, in-process where no
+separate process is needed (FastAPI's TestClient), with real processes where it is."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from fastapi.testclient import TestClient
+
+from hubroute.data.synth import SynthConfig, synth_stream
+from hubroute.errors import HubrouteError
+from hubroute.routers import CentroidRouter
+from hubroute.service.app import ServiceConfig, create_app
+from hubroute.service.store import Store
+from hubroute.service.updater import STORE_FILE, run_update
+from hubroute.service.versions import Versions
+
+POISON = b'{"model_id": "poison/card", "domain": "X", "text": "a \\udc00"}'
+
+
+@pytest.fixture(scope="module")
+def stream():
+    return synth_stream(SynthConfig(models=60, experiences=2, seed=3))
+
+
+@pytest.fixture(scope="module")
+def centroid_dir(tmp_path_factory, stream, cache_dir) -> Path:
+    from hubroute.encoders import load_encoder
+
+    router = CentroidRouter(load_encoder("default", cache_dir=cache_dir)).fit(stream[0])
+    return router.save(tmp_path_factory.mktemp("centroid") / "r")
+
+
+def _client(state: Path, router_dir: Path | None, **cfg) -> TestClient:
+    config = ServiceConfig(inference="fp32", **cfg)
+    return TestClient(create_app(state, router_dir, config), raise_server_exceptions=False)
+
+
+def test_a_card_that_cannot_be_encoded_is_rejected_and_nothing_is_stored(tmp_path, centroid_dir, stream):
+    state = tmp_path / "state"
+    with _client(state, centroid_dir) as c:
+        before = c.get("/v1/models", params={"limit": 1}).json()["total"]
+        r = c.post("/v1/models", content=POISON, headers={"content-type": "application/json"})
+        assert r.status_code == 422 and "surrogate" in r.json()["detail"], r.text
+        assert c.get("/v1/models", params={"limit": 1}).json()["total"] == before
+        assert c.post("/v1/route", json={"prompts": stream[0].eval[0].prompt}).status_code == 200
+    assert not [m for m, _ in Store(state / STORE_FILE).models() if m.model_id == "poison/card"]
+    with _client(state, None) as c:  # the server restarts
+        assert c.post("/v1/route", json={"prompts": stream[0].eval[0].prompt}).status_code == 200
+
+
+def test_a_card_whose_encoding_fails_leaves_registry_store_and_routing_intact(tmp_path, centroid_dir, stream):
+    with _client(tmp_path / "state", centroid_dir) as c:
+        svc = c.app.state.service
+        real = svc.router.encoder.encode
+
+        def failing(texts, **kw):
+            if any("explodes" in t for t in texts):
+                raise RuntimeError("encoder failure")
+            return real(texts, **kw)
+
+        svc.router.encoder.encode = failing
+        n = len(svc.router.registry_)
+        cards = [
+            {"model_id": "ok/one", "domain": "X", "text": "fine"},
+            {"model_id": "bad/two", "domain": "X", "text": "explodes"},
+        ]
+        assert c.post("/v1/models", json=cards).status_code >= 400
+        assert len(svc.router.registry_) == n
+        assert not any(m.model_id in ("ok/one", "bad/two") for m, _ in svc.store.models())
+        assert c.post("/v1/route", json={"prompts": stream[0].eval[0].prompt}).status_code == 200
+
+
+def test_one_bad_prompt_fails_only_its_own_request(tmp_path, centroid_dir, stream):
+    with _client(tmp_path / "state", centroid_dir) as c:
+        r = c.post("/v1/route", content=b'{"prompts": "x \\udc00"}', headers={"content-type": "application/json"})
+        assert r.status_code == 422 and "surrogate" in r.json()["detail"]
+        r = c.post("/v1/route", json={"prompts": ["fine", "nul\x00"]})
+        assert r.status_code == 422 and "prompt 1" in r.json()["detail"], r.text
+        r = c.post("/v1/feedback", json={"prompt": "fine", "model_id": "org/bell\x07"})
+        assert r.status_code == 422 and "model_id" in r.json()["detail"], r.text
+        assert c.post("/v1/route", json={"prompts": ["fine", "tabs\tand\nlines are fine"]}).status_code == 200
+
+
+def _feedback_state(tmp_path: Path, router_dir: Path, stream, n: int) -> tuple[Path, Store, Versions]:
+    state = tmp_path / "state"
+    versions = Versions(state)
+    versions.promote(versions.import_dir(router_dir))
+    store = Store(state / STORE_FILE)
+    exp = stream[1]
+    for card in exp.new_cards:
+        store.add_model(card)
+    store.add_feedback([(e.prompt, e.model_id, e.domain) for e in exp.train[:n]])
+    return state, store, versions
+
+
+def test_an_update_never_undoes_a_rollback(tmp_path, centroid_dir, stream):
+    state, store, versions = _feedback_state(tmp_path, centroid_dir, stream, 60)
+    first = run_update(str(state), store.create_update(versions.current), min_held_out=1)
+    assert versions.current == "v0002", first
+    store.add_feedback([(e.prompt, e.model_id, e.domain) for e in stream[1].train[60:90]])
+    stale = store.create_update("v0002")  # an update built from v0002 is queued or running...
+    assert versions.rollback() == "v0001"  # ...when the operator rolls back
+    result = run_update(str(state), stale, min_held_out=1)
+    assert versions.current == "v0001", result
+    assert store.update(stale)["status"] in ("cancelled", "superseded")
+
+
+def test_no_held_out_feedback_means_no_promotion(tmp_path, centroid_dir, stream):
+    state, store, versions = _feedback_state(tmp_path, centroid_dir, stream, 3)
+    uid = store.create_update(versions.current)
+    result = run_update(str(state), uid)
+    assert store.update(uid)["status"] == "rejected" and versions.current == "v0001", result
+    assert "held-out" in result["reason"]
+
+
+def test_garbage_feedback_cannot_replace_a_good_router(tmp_path, centroid_dir, stream):
+    state = tmp_path / "state"
+    versions = Versions(state)
+    versions.promote(versions.import_dir(centroid_dir))
+    store = Store(state / STORE_FILE)
+    ids = [c.model_id for c in stream[0].new_cards]
+    shifted = {m: ids[(i + 1) % len(ids)] for i, m in enumerate(ids)}
+    # every known prompt labelled with the wrong model, three times over: the held-out slice agrees
+    # with the garbage, so only the router's reference sample can tell
+    store.add_feedback([(e.prompt, shifted[e.model_id], None) for e in stream[0].train] * 3)
+    uid = store.create_update(versions.current)
+    result = run_update(str(state), uid, min_held_out=1)
+    assert store.update(uid)["status"] == "rejected" and versions.current == "v0001", result
+    assert "reference" in result["reason"]
+
+
+def test_update_ids_out_of_range_are_a_4xx(tmp_path, centroid_dir):
+    with _client(tmp_path / "state", centroid_dir) as c:
+        for uid in ("9223372036854775808", "-1", "abc"):
+            r = c.get(f"/v1/updates/{uid}")
+            assert 400 <= r.status_code < 500, (uid, r.status_code, r.text)
+
+
+def test_server_errors_are_counted_in_metrics(tmp_path, centroid_dir):
+    with _client(tmp_path / "state", centroid_dir) as c:
+        svc = c.app.state.service
+
+        def broken(prompts):
+            raise RuntimeError("scoring broke")
+
+        svc.router.scores = broken
+        for _ in range(3):
+            assert c.post("/v1/route", json={"prompts": "hello"}).status_code == 500
+        text = c.get("/metrics").text
+        line = next(x for x in text.splitlines() if 'path="/v1/route"' in x and 'status="500"' in x)
+        assert line.startswith("hubroute_requests_total") and float(line.split()[-1]) == 3
+        assert 'hubroute_request_duration_seconds_count{method="POST",path="/v1/route",status="500"} 3.0' in text
+
+
+def test_a_damaged_version_is_reported_in_one_line_and_recovered_on_request(tmp_path, centroid_dir, stream):
+    state, store, versions = _feedback_state(tmp_path, centroid_dir, stream, 60)
+    run_update(str(state), store.create_update(versions.current), min_held_out=1)
+    assert versions.current == "v0002"
+    weights = versions.path("v0002") / "centroids.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    with pytest.raises(HubrouteError) as e:
+        create_app(state, None, ServiceConfig(inference="fp32"))
+    msg = str(e.value)
+    assert "\n" not in msg and "v0002" in msg and "v0001" in msg and "--recover" in msg
+    app = create_app(state, None, ServiceConfig(inference="fp32", recover=True))
+    assert app.state.service.version == "v0001"
+    assert Versions(state).current == "v0001"
+
+
+def test_a_corrupt_current_pointer_is_reported_and_recovered(tmp_path, centroid_dir):
+    state = tmp_path / "state"
+    versions = Versions(state)
+    versions.promote(versions.import_dir(centroid_dir))
+    (state / "CURRENT").write_text('{"current": "v00')
+    with pytest.raises(HubrouteError) as e:
+        create_app(state, None, ServiceConfig(inference="fp32"))
+    assert "CURRENT" in str(e.value) and "--recover" in str(e.value) and "\n" not in str(e.value)
+    app = create_app(state, None, ServiceConfig(inference="fp32", recover=True))
+    assert app.state.service.version == "v0001"
+
+
+def test_start_up_never_kills_a_process_that_is_not_its_worker(tmp_path, centroid_dir):
+    state = tmp_path / "state"
+    Versions(state).promote(Versions(state).import_dir(centroid_dir))
+    store = Store(state / STORE_FILE)
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        uid = store.create_update("v0001")
+        store.set_update(uid, status="running", pid=bystander.pid)  # a reused PID
+        create_app(state, None, ServiceConfig(inference="fp32"))
+        assert bystander.poll() is None
+        assert store.update(uid)["status"] == "interrupted"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+@pytest.mark.slow
+def test_the_update_worker_dies_with_its_server(tmp_path, stream):
+    import httpx
+
+    from hubroute.routers import EmbeddingRouter
+    from servers import start_server
+
+    router = EmbeddingRouter(training={"epochs": 0})
+    router.fit(stream[0])
+    router.training = router.training.__class__(epochs=5000, batch_size=8)  # an update that runs for minutes
+    proc, url = start_server(tmp_path / "state", router.save(tmp_path / "r"), "--inference", "fp32")
+
+    items = [{"prompt": e.prompt, "model_id": e.model_id} for e in stream[0].train]
+    with httpx.Client(base_url=url, timeout=30) as c:
+        assert c.post("/v1/feedback", json={"items": items}).status_code == 201
+        uid = c.post("/v1/updates").json()["id"]
+        deadline = time.time() + 60
+        while (u := c.get(f"/v1/updates/{uid}").json())["status"] != "running" and time.time() < deadline:
+            time.sleep(0.2)
+    worker = psutil.Process(u["pid"])
+    assert worker.is_running()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    try:
+        worker.wait(15)
+    except psutil.TimeoutExpired:
+        worker.kill()
+        raise AssertionError("the update worker outlived its server") from None
+    assert json.loads((tmp_path / "state" / "CURRENT").read_text())["current"] == "v0001"
