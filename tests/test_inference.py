@@ -108,3 +108,9 @@ def test_exported_graph_is_kept_and_reused(stream, trained, tmp_path, monkeypatc
     assert np.array_equal(first.scores(prompts), again.scores(prompts))
     with pytest.raises(AssertionError, match="exported again"):  # another runtime has its own file
         load_router(trained).prepare_inference("onnx", tmp_path / "inference")
+    monkeypatch.undo()
+    graph = tmp_path / "inference" / "encoder-onnx-int8.onnx"
+    graph.write_bytes(graph.read_bytes()[:1000])  # truncated: exported again, not a crash
+    healed = load_router(trained).prepare_inference("onnx-int8", tmp_path / "inference")
+    assert np.allclose(first.scores(prompts), healed.scores(prompts), atol=1e-3)
+    assert graph.stat().st_size > 100_000

@@ -95,6 +95,8 @@ BAD = [
     ("get", "/v1/updates/0", {}, 422),
     ("get", "/v1/models", {"params": {"status": "sleeping"}}, 422),
     ("get", "/v1/models", {"params": {"limit": 0}}, 422),
+    ("get", "/v1/models", {"params": {"offset": 2**64}}, 422),
+    ("get", "/v1/audit", {"params": {"offset": 3801181942576963470987974922163191808}}, 422),
     ("get", "/v1/route", {}, 405),
     ("get", "/v1/route/../../etc/passwd", {}, 404),
 ]

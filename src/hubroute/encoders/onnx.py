@@ -192,7 +192,8 @@ def to_onnx(
     ``quantize``: int8 per-channel weights for every ``MatMul``. ``threads``: intra-op threads
     (default: every core this process may use). ``path``: a graph file to reuse when it exists, or to
     write after exporting (the export takes seconds); the caller keys it to ``st``'s weights and
-    ``quantize``. Without ``path`` the graph lives in memory only.
+    ``quantize``. Without ``path`` the graph lives in memory only. A graph file that ONNX Runtime
+    cannot open (truncated, corrupt) is exported again.
     """
     try:
         import onnxruntime  # noqa: F401
@@ -204,13 +205,17 @@ def to_onnx(
     sample = st.preprocess(["an example prompt to trace", "a shorter one"])
     names = [k for k, v in sample.items() if isinstance(v, torch.Tensor)]
     path = Path(path) if path is not None else None
+    session = None
     if path is not None and path.is_file():
-        graph = path.read_bytes()
-    else:
+        try:
+            session = _session(path.read_bytes(), threads or available_cores())
+        except Exception as e:  # a damaged graph file: export it again (the weights are intact)
+            logging.getLogger("hubroute.encoders").warning("%s is unreadable (%s); exporting it again", path, e)
+    if session is None:
         graph = _export(st, sample, names, quantize)
         if path is not None:
             _write_atomic(path, graph)
-    session = _session(graph, threads or available_cores())
+        session = _session(graph, threads or available_cores())
     found = sorted(i.name for i in session.get_inputs())
     if found != sorted(names):
         raise HubrouteError(f"the ONNX graph {path} takes inputs {found}, but the encoder gives {sorted(names)}")

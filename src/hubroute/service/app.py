@@ -245,7 +245,7 @@ def create_app(
     def list_models(
         who: Route,
         status: Annotated[str | None, Query(pattern="^(active|retired)$")] = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_UPDATE_ID)] = 0,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     ) -> dict[str, Any]:
         """Registered models, in registration order (``status``: only active or retired ones)."""
@@ -393,7 +393,9 @@ def create_app(
 
     @app.get("/v1/audit", tags=["admin"], responses={c: errors[c] for c in (401, 403, 422)})
     def audit(
-        who: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0
+        who: Admin,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=MAX_UPDATE_ID)] = 0,
     ) -> dict[str, Any]:
         """Admin actions, newest first: who, what, on what, when."""
         return {"entries": svc.store.audit_log(limit, offset)}
