@@ -44,6 +44,10 @@ def import_class(path: str) -> type:
     return obj
 
 
+def _path(cls: type | str) -> str:
+    return cls if isinstance(cls, str) else class_path(cls)
+
+
 def check_params(cls: type, params: dict[str, Any], what: str) -> None:
     """Raise :class:`HubrouteError` when ``params`` do not fit ``cls``'s constructor (unknown or
     missing arguments), before anything is built."""
@@ -61,16 +65,28 @@ def accepts(cls: type, name: str) -> bool:
 
 class ComponentTable(Generic[T]):
     """Short names of the classes of one kind (``what``: ``"router"``, ``"strategy"``) that
-    derive from ``base``; class paths are accepted wherever a name is."""
+    derive from ``base``; class paths are accepted wherever a name is.
 
-    def __init__(self, what: str, base: type[T]):
-        self.what, self.base = what, base
-        self._classes: dict[str, type[T]] = {}
+    Classes may be registered by class path and are imported on first use, so listing the names
+    (the CLI's help) imports nothing heavy. ``base`` is a class or a class path likewise."""
 
-    def register(self, name: str, cls: type[T]) -> type[T]:
-        """Add ``cls`` under ``name`` (a name already taken by another class is an error)."""
-        if self._classes.get(name, cls) is not cls:
-            raise HubrouteError(f"{self.what} name {name!r} is already taken by {class_path(self._classes[name])}")
+    def __init__(self, what: str, base: type[T] | str):
+        self.what, self._base = what, base
+        self._classes: dict[str, type[T] | str] = {}
+
+    @property
+    def base(self) -> type[T]:
+        """The class every component derives from."""
+        if isinstance(self._base, str):
+            self._base = import_class(self._base)
+        return self._base
+
+    def register(self, name: str, cls: type[T] | str) -> type[T] | str:
+        """Add ``cls`` (a class or a class path) under ``name``; a name already taken by another
+        class is an error."""
+        old = self._classes.get(name, cls)
+        if old is not cls and _path(old) != _path(cls):
+            raise HubrouteError(f"{self.what} name {name!r} is already taken by {_path(old)}")
         self._classes[name] = cls
         return cls
 
@@ -83,25 +99,25 @@ class ComponentTable(Generic[T]):
     def __getitem__(self, name: str) -> type[T]:
         return self.resolve(name)
 
-    def items(self) -> list[tuple[str, type[T]]]:
-        """``(name, class)`` pairs, sorted by name."""
-        return sorted(self._classes.items())
-
     def names(self) -> list[str]:
-        """The registered short names, sorted."""
+        """The registered short names, sorted (imports nothing)."""
         return sorted(self._classes)
 
     def name_of(self, cls: type) -> str:
         """The short name of ``cls``, or its class path when it is not registered."""
+        path = class_path(cls)
         for name, c in self._classes.items():
-            if c is cls:
+            if c is cls or c == path:
                 return name
-        return class_path(cls)
+        return path
 
     def resolve(self, name: str) -> type[T]:
         """The class registered as ``name``, or imported from a class path."""
         if name in self._classes:
-            return self._classes[name]
+            cls = self._classes[name]
+            if isinstance(cls, str):
+                cls = self._classes[name] = import_class(cls)
+            return cls
         if ":" not in name and "." not in name:
             raise HubrouteError(
                 f"unknown {self.what} {name!r}; choose one of {', '.join(self.names())} "

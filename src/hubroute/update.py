@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hubroute.evaluation.metrics import hits, topk_accuracy
+from hubroute.evaluation.metrics import top1
 from hubroute.hub import Experience, RoutingExample
 from hubroute.routers.base import Router
 
@@ -59,15 +59,6 @@ class UpdateReport:
         }
 
 
-def evaluate(router: Router, examples: list[RoutingExample]) -> dict[str, float]:
-    """Top-1 M/F/D accuracy (%) of ``router`` on ``examples`` (empty dict when there are none)."""
-    if not examples:
-        return {}
-    rows, _ = router.rank([e.prompt for e in examples], 1)
-    h = hits(rows, examples, router.registry_)
-    return {lv: topk_accuracy(h[lv], 1) for lv in ("M", "F", "D")}
-
-
 def routable(router: Router, examples: list[RoutingExample]) -> list[RoutingExample]:
     """The examples whose gold model the router knows and routes to."""
     reg = router.registry_
@@ -92,11 +83,11 @@ def learn_and_check(
         report.reason = "no new examples to learn from"
         return report
     say("evaluating", 0.1)
-    report.before = {"held_out": evaluate(router, held), "reference": evaluate(router, reference)}
+    report.before = {"held_out": top1(router, held), "reference": top1(router, reference)}
     say("training", 0.2)
     router.fit(experience)
     say("evaluating", 0.85)
-    report.after = {"held_out": evaluate(router, held), "reference": evaluate(router, reference)}
+    report.after = {"held_out": top1(router, held), "reference": top1(router, reference)}
     report.accepted, report.reason = _decide(report, policy)
     return report
 

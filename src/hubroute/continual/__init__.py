@@ -1,40 +1,46 @@
-"""Continual-learning strategies for trainable routers, composable, and lookup by name."""
+"""Continual-learning strategies for trainable routers, composable, and lookup by name.
+
+Names are imported on first use, so ``from hubroute.continual import STRATEGIES`` stays cheap."""
 
 from __future__ import annotations
 
-from hubroute.continual.anchoring import Anchor, Anchoring
-from hubroute.continual.base import Strategy, TrainItem
-from hubroute.continual.carve import CARvEStrategy
-from hubroute.continual.compose import Compose
-from hubroute.continual.defaults import CARVE, CARvEConfig
-from hubroute.continual.domain_batches import DomainBatching
-from hubroute.continual.merging import MergeStrategy
-from hubroute.continual.negatives import CandidateSampler, HardNegatives
-from hubroute.continual.protocol import TrainableRouter
-from hubroute.continual.registry import STRATEGIES, make_strategy
-from hubroute.continual.regularization import EWCStrategy, LwFStrategy
-from hubroute.continual.replay import CoresetReplay, CumulativeStrategy, JointStrategy, ReplayStrategy
+import importlib
+from typing import Any
 
-__all__ = [
-    "CARVE",
-    "STRATEGIES",
-    "Anchor",
-    "Anchoring",
-    "CARvEConfig",
-    "CARvEStrategy",
-    "CandidateSampler",
-    "Compose",
-    "CoresetReplay",
-    "CumulativeStrategy",
-    "DomainBatching",
-    "EWCStrategy",
-    "HardNegatives",
-    "JointStrategy",
-    "LwFStrategy",
-    "MergeStrategy",
-    "ReplayStrategy",
-    "Strategy",
-    "TrainItem",
-    "TrainableRouter",
-    "make_strategy",
-]
+_WHERE = {
+    "Anchor": "hubroute.continual.anchoring",
+    "Anchoring": "hubroute.continual.anchoring",
+    "Strategy": "hubroute.continual.base",
+    "TrainItem": "hubroute.continual.base",
+    "CARvEStrategy": "hubroute.continual.carve",
+    "Compose": "hubroute.continual.compose",
+    "CARVE": "hubroute.continual.defaults",
+    "CARvEConfig": "hubroute.continual.defaults",
+    "DomainBatching": "hubroute.continual.domain_batches",
+    "MergeStrategy": "hubroute.continual.merging",
+    "CandidateSampler": "hubroute.continual.negatives",
+    "HardNegatives": "hubroute.continual.negatives",
+    "TrainableRouter": "hubroute.continual.protocol",
+    "EWCStrategy": "hubroute.continual.regularization",
+    "LwFStrategy": "hubroute.continual.regularization",
+    "STRATEGIES": "hubroute.continual.registry",
+    "make_strategy": "hubroute.continual.registry",
+    "CoresetReplay": "hubroute.continual.replay",
+    "CumulativeStrategy": "hubroute.continual.replay",
+    "JointStrategy": "hubroute.continual.replay",
+    "ReplayStrategy": "hubroute.continual.replay",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'hubroute.continual' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

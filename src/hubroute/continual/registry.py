@@ -2,37 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hubroute.continual.anchoring import Anchoring
-from hubroute.continual.base import Strategy
-from hubroute.continual.carve import CARvEStrategy
-from hubroute.continual.compose import Compose
-from hubroute.continual.domain_batches import DomainBatching
-from hubroute.continual.merging import MergeStrategy
-from hubroute.continual.negatives import HardNegatives
-from hubroute.continual.regularization import EWCStrategy, LwFStrategy
-from hubroute.continual.replay import CoresetReplay, CumulativeStrategy, JointStrategy, ReplayStrategy
 from hubroute.errors import HubrouteError
 from hubroute.plugins import ComponentTable, accepts
 
-STRATEGIES: ComponentTable[Strategy] = ComponentTable("strategy", Strategy)
-for _name, _cls in (
-    ("naive", Strategy),
-    ("replay", ReplayStrategy),
-    ("coreset", CoresetReplay),
-    ("cumulative", CumulativeStrategy),
-    ("joint", JointStrategy),
-    ("ewc", EWCStrategy),
-    ("lwf", LwFStrategy),
-    ("merge", MergeStrategy),
-    ("anchoring", Anchoring),
-    ("hard_negatives", HardNegatives),
-    ("domain_batches", DomainBatching),
-    ("carve", CARvEStrategy),
-    ("compose", Compose),
+if TYPE_CHECKING:
+    from hubroute.continual.base import Strategy
+
+STRATEGIES: ComponentTable[Strategy] = ComponentTable("strategy", "hubroute.continual.base:Strategy")
+for _name, _path in (
+    ("naive", "hubroute.continual.base:Strategy"),
+    ("replay", "hubroute.continual.replay:ReplayStrategy"),
+    ("coreset", "hubroute.continual.replay:CoresetReplay"),
+    ("cumulative", "hubroute.continual.replay:CumulativeStrategy"),
+    ("joint", "hubroute.continual.replay:JointStrategy"),
+    ("ewc", "hubroute.continual.regularization:EWCStrategy"),
+    ("lwf", "hubroute.continual.regularization:LwFStrategy"),
+    ("merge", "hubroute.continual.merging:MergeStrategy"),
+    ("anchoring", "hubroute.continual.anchoring:Anchoring"),
+    ("hard_negatives", "hubroute.continual.negatives:HardNegatives"),
+    ("domain_batches", "hubroute.continual.domain_batches:DomainBatching"),
+    ("carve", "hubroute.continual.carve:CARvEStrategy"),
+    ("compose", "hubroute.continual.compose:Compose"),
 ):
-    STRATEGIES.register(_name, _cls)
+    STRATEGIES.register(_name, _path)
 
 
 def make_strategy(name: str, **params: Any) -> Strategy:
@@ -60,4 +54,6 @@ def make_strategy(name: str, **params: Any) -> Strategy:
             raise HubrouteError(f"no component of {name!r} takes the parameter {key!r}")
         for i in takers:
             per[i][key] = value
+    from hubroute.continual.compose import Compose
+
     return Compose([STRATEGIES.build(n, p) for n, p in zip(names, per, strict=True)])

@@ -9,10 +9,14 @@ Top-k accuracy counts a hit anywhere in the first ``k`` answers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hubroute.hub import Registry, RoutingExample
+
+if TYPE_CHECKING:
+    from hubroute.routers.base import Router
 
 LEVELS: tuple[str, ...] = ("M", "F", "D")
 
@@ -40,6 +44,16 @@ def topk_accuracy(hit: np.ndarray, k: int) -> float:
     if hit.shape[0] == 0:
         return float("nan")
     return float(100.0 * hit[:, :k].any(axis=1).mean())
+
+
+def top1(router: Router, examples: Sequence[RoutingExample]) -> dict[str, float]:
+    """Top-1 M/F/D accuracy (%) of ``router`` on ``examples`` over its active models (empty dict
+    when there are no examples)."""
+    if not examples:
+        return {}
+    rows, _ = router.rank([e.prompt for e in examples], 1)
+    h = hits(rows, examples, router.registry_)
+    return {lv: topk_accuracy(h[lv], 1) for lv in LEVELS}
 
 
 def final_average(acc: np.ndarray) -> float:

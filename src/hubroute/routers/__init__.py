@@ -1,28 +1,38 @@
 """Routers: the shared contract, zero-shot retrieval routers, the prompt-centroid router, the
-trainable routers, and lookup by name or class path."""
+trainable routers, and lookup by name or class path.
+
+Names are imported on first use, so ``from hubroute.routers import ROUTERS`` stays cheap."""
 
 from __future__ import annotations
 
-from hubroute.routers.base import RouteHit, Router, RouteRequest
-from hubroute.routers.bm25 import BM25Router
-from hubroute.routers.carve import CARvERouter
-from hubroute.routers.centroid import CentroidRouter
-from hubroute.routers.dense import DenseCardRouter
-from hubroute.routers.embedding import EmbeddingRouter
-from hubroute.routers.hybrid import HybridRouter
-from hubroute.routers.registry import ROUTERS, load_router, make_router
+import importlib
+from typing import Any
 
-__all__ = [
-    "ROUTERS",
-    "BM25Router",
-    "CARvERouter",
-    "CentroidRouter",
-    "DenseCardRouter",
-    "EmbeddingRouter",
-    "HybridRouter",
-    "RouteHit",
-    "RouteRequest",
-    "Router",
-    "load_router",
-    "make_router",
-]
+_WHERE = {
+    "RouteHit": "hubroute.routers.base",
+    "Router": "hubroute.routers.base",
+    "RouteRequest": "hubroute.routers.base",
+    "BM25Router": "hubroute.routers.bm25",
+    "CARvERouter": "hubroute.routers.carve",
+    "CentroidRouter": "hubroute.routers.centroid",
+    "DenseCardRouter": "hubroute.routers.dense",
+    "EmbeddingRouter": "hubroute.routers.embedding",
+    "HybridRouter": "hubroute.routers.hybrid",
+    "ROUTERS": "hubroute.routers.registry",
+    "load_router": "hubroute.routers.registry",
+    "make_router": "hubroute.routers.registry",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'hubroute.routers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

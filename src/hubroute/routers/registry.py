@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubroute.errors import DataError
 from hubroute.plugins import ComponentTable
-from hubroute.routers.base import Router, read_config
-from hubroute.routers.bm25 import BM25Router
-from hubroute.routers.carve import CARvERouter
-from hubroute.routers.centroid import CentroidRouter
-from hubroute.routers.dense import DenseCardRouter
-from hubroute.routers.embedding import EmbeddingRouter
-from hubroute.routers.hybrid import HybridRouter
 
-ROUTERS: ComponentTable[Router] = ComponentTable("router", Router)
-for _cls in (BM25Router, DenseCardRouter, HybridRouter, CentroidRouter, EmbeddingRouter, CARvERouter):
-    ROUTERS.register(_cls.kind, _cls)
+if TYPE_CHECKING:
+    from hubroute.routers.base import Router
+
+ROUTERS: ComponentTable[Router] = ComponentTable("router", "hubroute.routers.base:Router")
+for _name, _path in (
+    ("bm25", "hubroute.routers.bm25:BM25Router"),
+    ("dense", "hubroute.routers.dense:DenseCardRouter"),
+    ("hybrid", "hubroute.routers.hybrid:HybridRouter"),
+    ("centroid", "hubroute.routers.centroid:CentroidRouter"),
+    ("embedding", "hubroute.routers.embedding:EmbeddingRouter"),
+    ("carve", "hubroute.routers.carve:CARvERouter"),
+):
+    ROUTERS.register(_name, _path)
 
 
 def make_router(name: str, **params: Any) -> Router:
@@ -28,13 +31,15 @@ def make_router(name: str, **params: Any) -> Router:
 def load_router(directory: str | Path) -> Router:
     """A router saved with :meth:`Router.save`: its class is read from ``config.json`` (a class
     path, so routers defined outside hubroute load too, or a registered kind)."""
+    from hubroute.routers.base import CONFIG_FILE, read_config
+
     directory = Path(directory)
     config = read_config(directory)
     name = config.get("class") or config["router"]
     if not isinstance(name, str):
-        raise DataError("the router class must be a string", directory / "config.json")
+        raise DataError("the router class must be a string", directory / CONFIG_FILE)
     cls = ROUTERS.resolve(name)
     params = config.get("params", {})
     if not isinstance(params, dict):
-        raise DataError("params must be an object", directory / "config.json")
+        raise DataError("params must be an object", directory / CONFIG_FILE)
     return cls._from_artifact(directory, params)
