@@ -2,6 +2,6 @@
 
 from hubroute.hub import Experience, ModelCard, Registry, RoutingExample, Stream
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Experience", "ModelCard", "Registry", "RoutingExample", "Stream", "__version__"]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from hubroute.data.lines import json_problem, read_lines
 from hubroute.errors import DataError, RegistryError
 
 ACTIVE = "active"
@@ -326,28 +327,27 @@ class Registry:
         reg = cls()
         cards: list[ModelCard] = []
         retired: list[str] = []
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"invalid JSON ({e.msg})", path, lineno) from None
-                if lineno == 1:
-                    if row.get("format") != _REGISTRY_HEADER["format"]:
-                        raise DataError("not a hubroute registry file (bad header)", path, 1)
-                    continue
-                status = row.pop("status", ACTIVE)
-                if status not in (ACTIVE, RETIRED):
-                    raise DataError(f"unknown status {status!r}", path, lineno)
-                try:
-                    card = ModelCard.from_dict(row)
-                except TypeError as e:
-                    raise DataError(f"bad model card ({e})", path, lineno) from None
-                cards.append(card)
-                if status == RETIRED:
-                    retired.append(card.model_id)
+        for lineno, line in read_lines(path):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(json_problem(e), path, lineno) from None
+            if not isinstance(row, dict):
+                raise DataError("expected a JSON object", path, lineno)
+            if lineno == 1:
+                if row.get("format") != _REGISTRY_HEADER["format"]:
+                    raise DataError("not a hubroute registry file (bad header)", path, 1)
+                continue
+            status = row.pop("status", ACTIVE)
+            if status not in (ACTIVE, RETIRED):
+                raise DataError(f"unknown status {status!r}", path, lineno)
+            try:
+                card = ModelCard.from_dict(row)
+            except TypeError as e:
+                raise DataError(f"bad model card ({e})", path, lineno) from None
+            cards.append(card)
+            if status == RETIRED:
+                retired.append(card.model_id)
         try:
             reg.add(cards)
         except RegistryError as e:

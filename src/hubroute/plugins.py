@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
@@ -48,19 +49,73 @@ def _path(cls: type | str) -> str:
     return cls if isinstance(cls, str) else class_path(cls)
 
 
+def constructor_params(cls: type) -> dict[str, tuple[inspect.Parameter, Any]]:
+    """The keyword arguments ``cls`` accepts, with their resolved annotations: its own, and those
+    of the base class its ``**kwargs`` are passed on to."""
+    out: dict[str, tuple[inspect.Parameter, Any]] = {}
+    for klass in cls.__mro__:
+        declared = klass.__dict__.get("__signature__")
+        if isinstance(declared, inspect.Signature):  # a class that states its keyword arguments
+            return {
+                n: (p, p.annotation if p.annotation is not p.empty else Any) for n, p in declared.parameters.items()
+            }
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            hints = typing.get_type_hints(init)
+        except Exception:  # an annotation that does not resolve is not checked
+            hints = {}
+        sig = inspect.signature(init)
+        for name, p in list(sig.parameters.items())[1:]:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in out:
+                out[name] = (p, hints.get(name, Any))
+        if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            break
+    return out
+
+
 def check_params(cls: type, params: dict[str, Any], what: str) -> None:
-    """Raise :class:`HubrouteError` when ``params`` do not fit ``cls``'s constructor (unknown or
-    missing arguments), before anything is built."""
+    """Raise :class:`HubrouteError` when ``params`` do not fit ``cls``'s constructor: an unknown
+    name, or a value of the wrong type (``"abc"`` for a float), before anything is built."""
+    accepted = constructor_params(cls)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise HubrouteError(
+            f"bad parameters for {what}: unknown {', '.join(map(repr, unknown))}; it takes {', '.join(accepted)}"
+        )
+    missing = [n for n, (p, _) in accepted.items() if p.default is p.empty and n not in params]
+    if missing:
+        raise HubrouteError(f"bad parameters for {what}: {', '.join(map(repr, missing))} missing")
+    for name, value in params.items():
+        problem = _type_problem(accepted[name][1], value)
+        if problem:
+            raise HubrouteError(f"bad parameters for {what}: {name}={value!r}: {problem}")
+
+
+def _type_problem(hint: Any, value: Any) -> str | None:
+    """Why ``value`` does not fit the annotation ``hint`` (numbers as numbers, flags as
+    booleans), or None; annotations pydantic cannot check are accepted."""
+    if hint is Any:
+        return None
     try:
-        inspect.signature(cls).bind(**params)
-    except TypeError as e:
-        raise HubrouteError(f"bad parameters for {what}: {e}") from None
+        from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+        adapter = TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
+    except Exception:
+        return None
+    try:
+        adapter.validate_python(value, strict=False)
+    except ValidationError as e:
+        return e.errors()[0]["msg"]
+    except Exception:
+        return None
+    return None
 
 
 def accepts(cls: type, name: str) -> bool:
     """Whether ``cls``'s constructor takes a keyword argument ``name``."""
-    sig = inspect.signature(cls)
-    return name in sig.parameters or any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    return name in constructor_params(cls)
 
 
 class ComponentTable(Generic[T]):

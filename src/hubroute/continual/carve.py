@@ -19,6 +19,9 @@ compositions: ``replay+anchoring+hard_negatives+domain_batches`` replays a rando
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
 from typing import Any
 
 import torch
@@ -30,6 +33,7 @@ from hubroute.continual.domain_batches import DomainBatching
 from hubroute.continual.negatives import HardNegatives
 from hubroute.continual.replay import CoresetReplay
 
+_TYPES = typing.get_type_hints(CARvEConfig)
 _ANCHORING = (
     "anchor",
     "lam_emb",
@@ -64,6 +68,14 @@ class CARvEStrategy(Compose):
 
     def get_params(self) -> dict[str, Any]:
         return self.config.to_dict()
+
+    __signature__ = inspect.Signature(
+        [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=CARvEConfig | None)]
+        + [
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=_TYPES[f.name])
+            for f in dataclasses.fields(CARvEConfig)
+        ]
+    )
 
     @property
     def name(self) -> str:

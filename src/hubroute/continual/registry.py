@@ -32,9 +32,9 @@ for _name, _path in (
 def make_strategy(name: str, **params: Any) -> Strategy:
     """A strategy by name (see :data:`STRATEGIES`) or class path, built with ``params``.
 
-    ``"a+b"`` composes strategies (:class:`Compose`): a parameter ``"b.key"`` goes to ``b``
-    alone; a plain ``"key"`` goes to every component whose constructor takes it (an error when
-    none does).
+    ``"a+b"`` composes strategies (:class:`Compose`): a parameter ``"b.key"`` (or ``"b": {"key":
+    ...}``) goes to ``b`` alone; a plain ``"key"`` goes to every component whose constructor takes
+    it (an error when none does).
     """
     if "+" not in name:
         return STRATEGIES.build(name, params)
@@ -44,10 +44,10 @@ def make_strategy(name: str, **params: Any) -> Strategy:
     per: list[dict[str, Any]] = [{} for _ in names]
     for key, value in params.items():
         target, dot, sub = key.partition(".")
-        if dot:
+        if dot or (key in names and isinstance(value, dict)):
             if target not in names:
                 raise HubrouteError(f"strategy parameter {key!r} names no component of {name!r}")
-            per[names.index(target)][sub] = value
+            per[names.index(target)].update({sub: value} if dot else value)
             continue
         takers = [i for i, n in enumerate(names) if accepts(STRATEGIES.resolve(n), key)]
         if not takers:

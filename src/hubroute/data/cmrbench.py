@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hubroute.data.lines import json_problem, read_lines
 from hubroute.data.text import card_text, clean_prompt
 from hubroute.errors import DataError
 from hubroute.hub import Experience, ModelCard, RoutingExample, Stream
@@ -109,15 +110,12 @@ def parse_record(rec: object, markers: str = "strip", path: Path | None = None, 
 
 def read_records(path: Path, markers: str = "strip") -> Iterator[_Record]:
     """Parse one split file; a malformed line raises :class:`DataError` naming file and line."""
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON ({e.msg} at column {e.colno})", path, lineno) from None
-            yield parse_record(rec, markers, path, lineno)
+    for lineno, line in read_lines(path):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(json_problem(e), path, lineno) from None
+        yield parse_record(rec, markers, path, lineno)
 
 
 def stream_manifest(root: Path) -> dict[str, Any] | None:
@@ -129,7 +127,9 @@ def stream_manifest(root: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise DataError(f"invalid JSON ({e.msg})", path, e.lineno) from None
+        raise DataError(json_problem(e), path, e.lineno) from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text (byte {e.start})", path) from None
     if not isinstance(data, dict) or not isinstance(data.get("experiences"), list):
         raise DataError("expected an object with an 'experiences' list", path)
     return data
@@ -154,8 +154,8 @@ def load_cmrbench(
     ``path``: the release folder (default :func:`default_data_dir`). ``protocol``: ``public`` or
     ``full``. ``experiences``: names in stream order (default: the folder's ``stream.json``
     when present, else the four CMRBench experiences). ``max_examples`` keeps the first N
-    records of each split (for quick runs). Missing files raise :class:`DataError` listing
-    every expected file.
+    examples of each split (for quick runs); every model of the full splits is still
+    registered. Missing files raise :class:`DataError` listing every expected file.
     """
     if protocol not in PROTOCOLS:
         raise DataError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
@@ -177,26 +177,31 @@ def load_cmrbench(
     parts = []
     for exp in experiences:
         train: list[_Record] = []
+        kept_train: list[_Record] = []
         for split in train_splits:
-            train.extend(_take(read_records(split_path(root, exp, split), markers), max_examples))
-        test = list(_take(read_records(split_path(root, exp, "eval"), markers), max_examples))
-        parts.append((exp, train, test))
+            records = list(read_records(split_path(root, exp, split), markers))
+            train += records
+            kept_train += records[:max_examples] if max_examples is not None else records
+        test = list(read_records(split_path(root, exp, "eval"), markers))
+        kept_test = test[:max_examples] if max_examples is not None else test
+        parts.append((exp, train + test, kept_train, kept_test))
     return build_stream(name, parts, protocol=protocol, notes=notes)
 
 
 def build_stream(
     name: str,
-    parts: list[tuple[str, list[_Record], list[_Record]]],
+    parts: list[tuple[str, list[_Record], list[_Record], list[_Record]]],
     *,
     protocol: str = "public",
     notes: list[str] | None = None,
 ) -> Stream:
-    """A :class:`Stream` from each experience's (name, train records, eval records)."""
+    """A :class:`Stream` from each experience's (name, records that define its cards, train
+    records, eval records)."""
     notes = list(notes or [])
     registered: dict[str, ModelCard] = {}
     exps: list[Experience] = []
-    for i, (exp, train, test) in enumerate(parts):
-        cards = _cards_for(exp, train + test, registered, notes)
+    for i, (exp, card_records, train, test) in enumerate(parts):
+        cards = _cards_for(exp, card_records, registered, notes)
         for c in cards:
             registered[c.model_id] = c
         exps.append(
@@ -209,13 +214,6 @@ def build_stream(
             )
         )
     return Stream(name=name, experiences=exps, protocol=protocol, notes=notes)
-
-
-def _take(it: Iterator[_Record], n: int | None) -> Iterator[_Record]:
-    for i, r in enumerate(it):
-        if n is not None and i >= n:
-            return
-        yield r
 
 
 def _example(r: _Record) -> RoutingExample:

@@ -179,7 +179,7 @@ def synth_stream(cfg: SynthConfig) -> Stream:
     for t, name in enumerate(experience_names(cfg)):
         train = [parse_record(r) for r in iter_records(cfg, t, "train")]
         test = [parse_record(r) for r in iter_records(cfg, t, "eval")]
-        parts.append((name, train, test))
+        parts.append((name, train + test, train, test))
     return build_stream("synthetic", parts, notes=[_note(cfg)])
 
 

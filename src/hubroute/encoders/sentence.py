@@ -12,10 +12,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hubroute import progress
 from hubroute.encoders.base import l2_normalise
 from hubroute.errors import HubrouteError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+PROGRESS_CHUNK = 512  # texts per encoder call when progress is reported
 _DEFAULT_ALIASES = {"default", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
 
@@ -77,8 +79,19 @@ class SentenceTransformerEncoder:
         """Encode texts; see :class:`Encoder`."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        texts = list(texts)
+        if not progress.listening() or len(texts) <= PROGRESS_CHUNK:
+            return self._encode(texts, show_progress)
+        parts = []
+        with progress.task(f"encode {len(texts)} texts ({self.name.split('|')[0]})", len(texts)) as advance:
+            for i in range(0, len(texts), PROGRESS_CHUNK):
+                parts.append(self._encode(texts[i : i + PROGRESS_CHUNK], show_progress))
+                advance(len(parts[-1]))
+        return np.concatenate(parts)
+
+    def _encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
         out = self.model.encode(
-            list(texts),
+            texts,
             batch_size=self.batch_size,
             convert_to_numpy=True,
             normalize_embeddings=False,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+from hubroute import progress
 from hubroute.encoders import uncached
 from hubroute.evaluation.metrics import LEVELS, hits, summarise, topk_accuracy
 from hubroute.hub import Stream
@@ -185,25 +186,26 @@ def run_stream(
     ks: Sequence[int] = DEFAULT_KS,
     seed: int | None = None,
     latency: bool = True,
-    progress: Callable[[str], None] | None = None,
     on_experience: Callable[[int, Router], None] | None = None,
+    label: str | None = None,
 ) -> StreamResult:
     """Fit ``router`` on each experience in turn and evaluate it on every experience so far.
 
     Latency is measured after the last experience on the concatenated eval prompts, with
     embedding caches bypassed (:func:`measure_latency`). ``on_experience(t, router)`` runs
     after experience ``t`` is learned and evaluated (``hubroute train`` saves checkpoints there).
+    Each fit and evaluation is a :mod:`hubroute.progress` task named after ``label`` (default:
+    the router's kind).
     """
     ks = sorted(set(ks))
     kmax = max(ks)
     n = len(stream)
+    name = label or router.kind
     acc = {lv: {f"top{k}": np.full((n, n), np.nan) for k in ks} for lv in LEVELS}
     fits: list[FitRecord] = []
     for t, exp in enumerate(stream):
-        if progress:
-            progress(f"fit {t + 1}/{n}: {exp.name}")
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        with _PeakRSS() as mem:
+        with progress.task(f"{name}: learn {exp.name} ({t + 1}/{n})"), _PeakRSS() as mem:
             router.fit(exp)
         fits.append(
             FitRecord(
@@ -215,22 +217,20 @@ def run_stream(
                 registry_size=len(router.registry_),
             )
         )
-        for j in range(t + 1):
-            if progress:
-                progress(f"evaluate {stream[j].name} after {exp.name}")
-            examples = stream[j].eval
-            rows, _ = router.rank([e.prompt for e in examples], kmax)
-            h = hits(rows, examples, router.registry_)
-            for lv in LEVELS:
-                for k in ks:
-                    acc[lv][f"top{k}"][t, j] = topk_accuracy(h[lv], k)
+        examples = [e for j in range(t + 1) for e in stream[j].eval]
+        with progress.task(f"{name}: evaluate after {exp.name} ({len(examples)} prompts)", len(examples)) as advance:
+            for j in range(t + 1):
+                rows = _rank(router, [e.prompt for e in stream[j].eval], kmax, advance)
+                h = hits(rows, stream[j].eval, router.registry_)
+                for lv in LEVELS:
+                    for k in ks:
+                        acc[lv][f"top{k}"][t, j] = topk_accuracy(h[lv], k)
         if on_experience:
             on_experience(t, router)
     lat: dict[str, float] = {}
     if latency:
-        if progress:
-            progress("measure routing latency")
-        lat = measure_latency(router, [e.prompt for exp in stream for e in exp.eval])
+        with progress.task(f"{name}: measure routing latency"):
+            lat = measure_latency(router, [e.prompt for exp in stream for e in exp.eval])
     return StreamResult(
         router=router.kind,
         params=router.get_params(),
@@ -245,3 +245,14 @@ def run_stream(
         environment=environment(),
         notes=list(stream.notes),
     )
+
+
+def _rank(router: Router, prompts: list[str], k: int, advance: Callable[[int], None], chunk: int = 256) -> np.ndarray:
+    """Top-``k`` rows of ``prompts`` in chunks, reporting each chunk."""
+    if not prompts:
+        return np.zeros((0, k), dtype=np.int64)
+    parts = []
+    for i in range(0, len(prompts), chunk):
+        parts.append(router.rank(prompts[i : i + chunk], k)[0])
+        advance(len(prompts[i : i + chunk]))
+    return np.concatenate(parts)

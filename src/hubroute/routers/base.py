@@ -257,7 +257,10 @@ class Router(ABC):
 
         params = cls.normalize_params(params)
         check_params(cls, params, f"router {cls.kind!r}")
-        return cls(**params)
+        try:
+            return cls(**params)
+        except (TypeError, ValueError) as e:  # a parameter the checks above could not judge
+            raise HubrouteError(f"bad parameters for router {cls.kind!r}: {e}") from None
 
     def _save_state(self, directory: Path) -> None:
         """Write learned state beyond the registry (default: nothing)."""

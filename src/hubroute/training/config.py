@@ -8,6 +8,7 @@ from typing import Any
 from hubroute.errors import HubrouteError
 
 LOSSES = ("full", "sampled")
+_FIELD_TYPES = {"int": int, "float": float, "str": str}
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,14 @@ class TrainingConfig:
             raise HubrouteError(
                 f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(cls.field_names()))}"
             )
-        return cls(**value)
+        from pydantic import TypeAdapter, ValidationError
+
+        try:
+            return TypeAdapter(cls).validate_python(value)
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            raise HubrouteError(f"bad training setting {where}={err.get('input')!r}: {err['msg']}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings."""

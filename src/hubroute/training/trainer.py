@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from hubroute import progress
 from hubroute.continual.base import Strategy, TrainItem
 from hubroute.hub import Experience
 from hubroute.training.batching import shuffled_batches
@@ -139,28 +140,44 @@ class Trainer:
         n_steps = sum(len(b) for b in epochs)
         active = torch.from_numpy(router.registry_.active_mask).to(router.device)
         step = 0
-        for epoch, batches in enumerate(epochs):
-            losses = []
-            for idx in batches:
-                strategy.on_step(self, step, n_steps)
-                scales = strategy.lr_scales(self)
-                for group in opt.param_groups:
-                    group["lr"] = base[group["name"]] * scales.get(group["name"], 1.0)
-                scale = strategy.row_step_scale(self)
-                scale = active.float() if scale is None else scale.to(router.device) * active
-                before = router.table_.detach().clone() if bool((scale < 1).any()) else None
-                loss, batch = self.batch_loss([items[i] for i in idx], g)
-                extra = strategy.penalty(self, batch)
-                total = loss if extra is None else loss + extra
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                opt.step()
-                if before is not None:
-                    with torch.no_grad():
-                        router.table_.copy_(before + scale[:, None] * (router.table_ - before))
-                losses.append(float(total.detach()))
-                step += 1
-            router.history_.append(
-                {"experience": tag, "epoch": epoch, "loss": float(np.mean(losses)), "steps": len(losses)}
-            )
+        with progress.task(f"train {tag or 'items'}: {n_steps} steps", n_steps) as advance:
+            for epoch, batches in enumerate(epochs):
+                losses = []
+                for idx in batches:
+                    losses.append(self._step([items[i] for i in idx], opt, base, g, active, step, n_steps))
+                    step += 1
+                    advance(1)
+                router.history_.append(
+                    {"experience": tag, "epoch": epoch, "loss": float(np.mean(losses)), "steps": len(losses)}
+                )
         router.zero_grad()
+
+    def _step(
+        self,
+        batch_items: list[TrainItem],
+        opt: torch.optim.Optimizer,
+        base: dict[str, float],
+        g: torch.Generator,
+        active: torch.Tensor,
+        step: int,
+        n_steps: int,
+    ) -> float:
+        """One optimiser step on one batch; returns its loss (penalty included)."""
+        router, strategy = self.router, self.strategy
+        strategy.on_step(self, step, n_steps)
+        scales = strategy.lr_scales(self)
+        for group in opt.param_groups:
+            group["lr"] = base[group["name"]] * scales.get(group["name"], 1.0)
+        scale = strategy.row_step_scale(self)
+        scale = active.float() if scale is None else scale.to(router.device) * active
+        before = router.table_.detach().clone() if bool((scale < 1).any()) else None
+        loss, batch = self.batch_loss(batch_items, g)
+        extra = strategy.penalty(self, batch)
+        total = loss if extra is None else loss + extra
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        if before is not None:
+            with torch.no_grad():
+                router.table_.copy_(before + scale[:, None] * (router.table_ - before))
+        return float(total.detach())

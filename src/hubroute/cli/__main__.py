@@ -1,0 +1,5 @@
+"""``python -m hubroute.cli``."""
+
+from hubroute.cli import main
+
+main()

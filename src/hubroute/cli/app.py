@@ -1,0 +1,27 @@
+"""The ``hubroute`` command's Typer applications (commands live in the sibling modules)."""
+
+from __future__ import annotations
+
+import typer
+
+HELP = "Continual model routing over evolving model hubs: route prompts, benchmark and train routers, serve them."
+
+app = typer.Typer(
+    help=HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+data_app = typer.Typer(
+    help="Get, generate and inspect routing data.", no_args_is_help=True, rich_markup_mode="markdown"
+)
+models_app = typer.Typer(
+    help="Manage the models of a running service.", no_args_is_help=True, rich_markup_mode="markdown"
+)
+keys_app = typer.Typer(
+    help="API keys of a service (stored hashed in its state folder).", no_args_is_help=True, rich_markup_mode="markdown"
+)
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")

@@ -1,0 +1,33 @@
+"""Reading line-oriented data files with errors that name the file and the line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from hubroute.errors import DataError
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of every non-blank line of a UTF-8 file; a line that is not UTF-8
+    raises :class:`DataError` at ``path:line``, a missing file names the path."""
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        raise DataError("file not found", path) from None
+    except IsADirectoryError:
+        raise DataError("is a folder, not a file", path) from None
+    with f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"not UTF-8 text (byte {e.start + 1} of the line)", path, lineno) from None
+            if line.strip():
+                yield lineno, line
+
+
+def json_problem(e: json.JSONDecodeError) -> str:
+    """A one-line description of a JSON syntax error."""
+    return f"invalid JSON: {e.msg} (column {e.colno})"
