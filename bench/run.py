@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--only", nargs="*", default=None, help="Run only these labels.")
     r.add_argument("--resume", action="store_true", help="Keep the runs already in results.json.")
     r.add_argument("--max-examples", type=int, default=None, help="Quick check: first N records per split.")
-    sub.add_parser("report", help="Write the README results table and docs/results.md from results.json files.")
+    rep = sub.add_parser("report", help="Write the README results table and docs/results.md from results.json files.")
+    rep.add_argument("--check", action="store_true", help="Only check that the generated files are up to date.")
     args = ap.parse_args(argv)
     if args.cmd == "list":
         for name in common.experiments():
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "report":
         from suite import report
 
-        report.main()
+        report.main(check=args.check)
         return
     config = common.load_config(args.experiment)
     out = Path(args.out) if args.out else common.RESULTS / args.experiment

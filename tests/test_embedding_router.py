@@ -218,3 +218,25 @@ def test_bad_configuration():
         make_strategy("replay", ratio=1.5)
     with pytest.raises(HubrouteError, match="lora"):
         EmbeddingRouter(strategy="merge").fit(synth_stream(SynthConfig(models=8, experiences=2))[0])
+
+
+def test_lora_adapts_the_linear_layers_of_any_architecture():
+    from torch import nn
+
+    from hubroute.routers.prompt_encoder import linear_module_names
+
+    class Attention(nn.Module):  # MPNet names its projections q, k, v, o
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v, self.o = (nn.Linear(4, 4) for _ in range(4))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn, self.dense, self.norm = Attention(), nn.Linear(4, 4), nn.LayerNorm(4)
+
+    assert linear_module_names(nn.Sequential(Block(), Block())) == ["dense", "k", "o", "q", "v"]
+    r = _router(finetune="lora", lora={"r": 2})
+    r._build()
+    adapted = {n.rsplit(".", 2)[-2] for n, _ in r.adapter_model().named_modules() if n.endswith("lora_A")}
+    assert adapted == {"query", "key", "value", "dense"}  # every linear layer of the BERT encoder

@@ -21,6 +21,8 @@ from hubroute.data.synth import SynthConfig, synth_stream
 from hubroute.routers import EmbeddingRouter
 from servers import start_server, stop
 
+pytestmark = pytest.mark.slow  # real server processes
+
 T = 60  # seconds: the timeout of every HTTP call
 get = functools.partial(httpx.get, timeout=T)
 post = functools.partial(httpx.post, timeout=T)
@@ -117,7 +119,6 @@ def test_sigkill_during_update_keeps_last_good_version_and_feedback(tmp_path, ro
         stop(proc)
 
 
-@pytest.mark.slow
 def test_concurrent_requests_are_batched_and_every_runtime_agrees(tmp_path, router_dir, stream):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -208,3 +209,14 @@ def test_centroid_router_learns_from_feedback_in_the_service(tmp_path, stream):
         assert accuracy() > before + 0.1
     finally:
         stop(proc)
+
+
+def test_sigterm_drains_and_exits_cleanly(tmp_path, router_dir, stream):
+    proc, url = start_server(tmp_path / "state", router_dir, "--inference", "fp32")
+    assert get(f"{url}/health/ready").status_code == 200
+    assert post(f"{url}/v1/route", json={"prompts": stream[0].eval[0].prompt}).status_code == 200
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    log = proc.log.read_text()
+    assert "draining" in log and "hubroute: stopped" in log and "Traceback" not in log
+    assert '"route": "/v1/route"' in log  # the JSON access log

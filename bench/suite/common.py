@@ -65,31 +65,37 @@ def held_out_stream(stream: Stream, every: int = 5) -> Stream:
 
 
 class Machine:
-    """Load of the machine while an experiment ran (1-minute load average at start and end, and
-    the highest CPU share other processes took), so results say when other work ran beside."""
+    """The machine while an experiment ran: the CPU time other processes used (system-wide busy
+    time minus this process's and its children's), as a share of all cores over the run, so
+    results say when other work ran beside them."""
 
     def __init__(self) -> None:
-        self.start = os.getloadavg()[0]
         self.t0 = time.time()
-        self.others_max = 0.0
+        self.busy0 = self._busy()
+        self.own0 = self._own()
+
+    @staticmethod
+    def _busy() -> float:
+        t = psutil.cpu_times()
+        return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+    @staticmethod
+    def _own() -> float:
+        t = psutil.Process().cpu_times()
+        return t.user + t.system + t.children_user + t.children_system
 
     def sample(self) -> None:
-        """Note the CPU share of every other process right now."""
-        me = os.getpid()
-        kids = {p.pid for p in psutil.Process(me).children(recursive=True)}
-        busy = 0.0
-        for p in psutil.process_iter(["pid", "cpu_percent"]):
-            if p.info["pid"] != me and p.info["pid"] not in kids:
-                busy += p.info["cpu_percent"] or 0.0
-        self.others_max = max(self.others_max, busy)
+        """Kept for callers that mark progress; the measure covers the whole run."""
 
     def record(self) -> dict[str, Any]:
         """What to store with the results."""
+        wall = time.time() - self.t0
+        others = max(0.0, (self._busy() - self.busy0) - (self._own() - self.own0))
+        cores = psutil.cpu_count() or 1
         return {
-            "load_avg_start": round(self.start, 2),
-            "load_avg_end": round(os.getloadavg()[0], 2),
-            "wall_s": round(time.time() - self.t0, 1),
-            "other_processes_cpu_percent_max": round(self.others_max, 1),
+            "wall_s": round(wall, 1),
+            "other_processes_cpu_s": round(others, 1),
+            "other_processes_cpu_share": round(others / max(wall * cores, 1e-9), 3),
             **environment(),
         }
 
@@ -114,14 +120,15 @@ def header(title: str, payload: dict[str, Any]) -> list[str]:
     for extra in payload.get("resumed_by", []):
         lines += ["Resumed with:", "", "    " + extra, ""]
     if m:
-        busy = m.get("other_processes_cpu_percent_max", 0)
-        note = (
-            f"other processes used up to {busy:.0f} % CPU meanwhile, so timings are approximate"
-            if busy > 20
-            else "no other work ran beside it"
-        )
+        share = m.get("other_processes_cpu_share")
+        if share is None:
+            note = "other work may have run beside it (not measured), so timings are approximate"
+        elif share > 0.05:
+            note = f"other processes used {100 * share:.0f} % of the CPU meanwhile, so timings are approximate"
+        else:
+            note = f"other processes used {100 * share:.0f} % of the CPU meanwhile"
         lines += [
-            f"Ran {m.get('wall_s', 0) / 60:.0f} min on {m.get('cpus')} CPUs (torch {m.get('torch')}, "
+            f"Ran {m.get('wall_s', 0) / 60:.1f} min on {m.get('cpus')} CPUs (torch {m.get('torch')}, "
             f"{m.get('threads')} threads); {note}.",
             "",
         ]

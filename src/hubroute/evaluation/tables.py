@@ -21,17 +21,29 @@ def fmt(x: Cell, digits: int = 1) -> str:
 
 
 def markdown(header: Sequence[str], rows: Sequence[Sequence[Cell]], digits: int = 1) -> str:
-    """A Markdown table; the first column is left-aligned, the others right-aligned."""
+    """A Markdown table; columns of numbers are right-aligned, the others left-aligned."""
 
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
-    lines = [
-        "| " + " | ".join(esc(h) for h in header) + " |",
-        "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |",
-    ]
+    def numeric(col: int) -> bool:
+        cells = [row[col] for row in rows if col < len(row) and row[col] is not None]
+        return bool(cells) and all(isinstance(c, (int, float)) or _number(c) for c in cells)
+
+    align = ["---:" if i and numeric(i) else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(esc(fmt(c, digits)) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _number(cell: Cell) -> bool:
+    """Whether a text cell reads as a number (``12.5``, ``–``, ``1.2 / 3.4``)."""
+    text = str(cell).replace("–", "").replace("≈", "").replace("/", " ").replace("%", "").strip()
+    try:
+        [float(x) for x in text.split()]
+    except ValueError:
+        return False
+    return True
 
 
 def terminal(header: Sequence[str], rows: Sequence[Sequence[Cell]], title: str | None = None, digits: int = 1) -> Any:
