@@ -6,7 +6,8 @@
     python bench/run.py report                        # README results table and docs/results.md
 
 Configs live in ``bench/configs/<experiment>.toml``; ``kind`` says which runner reads them
-(``stream``, ``service_load``, ``service_attack``, ``inference_speed``). CMRBench is read from
+(``stream``, ``cold_start``, ``hub_scale``, ``service_load``, ``service_attack``,
+``inference_speed``). CMRBench is read from
 ``../shared/cmrbench`` unless ``--data`` says otherwise. ``--max-examples N`` keeps the first N
 records of each split (and so fewer models): a quick check that an experiment runs, never a result.
 """
@@ -38,6 +39,14 @@ def _runner(kind: str):
         from suite import service_attack
 
         return service_attack.run
+    if kind == "cold_start":
+        from suite import cold_start
+
+        return cold_start.run
+    if kind == "hub_scale":
+        from suite import hub_scale
+
+        return hub_scale.run
     if kind == "inference_speed":
         from suite import inference_speed
 

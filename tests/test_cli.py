@@ -131,7 +131,7 @@ def test_every_error_is_one_line(tmp_path, syn):
         ["models", "activate", "a/b"],
         ["models", "add", "--model-id", "a/b", "--domain", "X"],
     ):
-        one_line_error(hubroute(*args, "--url", "http://127.0.0.1:9"), "cannot reach a hubroute service")
+        one_line_error(hubroute(*args, "--url", "http://127.0.0.1:9"), "cannot reach http://127.0.0.1:9")
     one_line_error(hubroute("models", "add", "--file", str(tmp_path / "nope.jsonl")), "nope.jsonl", "not found")
     one_line_error(hubroute("models", "add"), "give --file")
     latin = tmp_path / "latin1.jsonl"

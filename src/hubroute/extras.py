@@ -12,6 +12,8 @@ EXTRAS = {
     "lora": "LoRA adapters and adapter merging",
     "onnx": "the ONNX Runtime encoder runtimes",
     "plots": "PNG plots in reports",
+    "otel": "OpenTelemetry tracing",
+    "hub": "Parquet tables of cards and prompts",
 }
 
 

@@ -108,13 +108,16 @@ class RoutingExample:
 
 @dataclass
 class Experience:
-    """One step of hub growth: the cards it adds, its training and its evaluation examples."""
+    """One step of hub growth: the cards it adds, its training and its evaluation examples, and
+    the models it retires (and re-activates)."""
 
     index: int
     name: str
     new_cards: list[ModelCard]
     train: list[RoutingExample]
     eval: list[RoutingExample]
+    retired: list[str] = field(default_factory=list)
+    activated: list[str] = field(default_factory=list)
 
     @property
     def model_ids(self) -> set[str]:
@@ -131,6 +134,7 @@ class Experience:
             "train": len(self.train),
             "eval": len(self.eval),
             "domains": len({e.domain for e in self.train} | {e.domain for e in self.eval}),
+            "retired": len(self.retired),
         }
 
 

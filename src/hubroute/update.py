@@ -71,10 +71,12 @@ def learn_and_check(
     policy: GatePolicy,
     *,
     progress: Any = None,
+    also: dict[str, list[RoutingExample]] | None = None,
 ) -> UpdateReport:
     """Score, learn ``experience`` (its ``eval`` examples are the held-out ones), score again and
     decide (see the module docstring). ``router`` is changed in place whatever the decision;
-    the caller keeps or discards it. ``progress(stage, fraction)`` is told each stage."""
+    the caller keeps or discards it. ``progress(stage, fraction)`` is told each stage; ``also``
+    names more example sets to score before and after (reported, not checked)."""
     say = progress or (lambda stage, fraction: None)
     held = routable(router, list(experience.eval))
     reference = routable(router, list(router.reference_))
@@ -83,11 +85,14 @@ def learn_and_check(
         report.reason = "no new examples to learn from"
         return report
     say("evaluating", 0.1)
+    extra = {name: routable(router, xs) for name, xs in (also or {}).items()}
     report.before = {"held_out": top1(router, held), "reference": top1(router, reference)}
+    report.before |= {name: top1(router, xs) for name, xs in extra.items()}
     say("training", 0.2)
     router.fit(experience)
     say("evaluating", 0.85)
     report.after = {"held_out": top1(router, held), "reference": top1(router, reference)}
+    report.after |= {name: top1(router, xs) for name, xs in extra.items()}
     report.accepted, report.reason = _decide(report, policy)
     return report
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from hubroute.cli import data, experiments, route, service  # noqa: F401 (registers the commands)
+from hubroute.cli import data, experiments, hub, route, service  # noqa: F401 (registers the commands)
 from hubroute.cli.app import app
 from hubroute.cli.common import console, parse_params
 
@@ -55,15 +55,13 @@ def explain(e: BaseException) -> str | None:
 
     if isinstance(e, HubrouteError):
         return str(e)
-    try:
-        import httpx
-
-        if isinstance(e, httpx.TransportError):
-            url = getattr(getattr(e, "request", None), "url", None)
-            where = f"{url.scheme}://{url.host}:{url.port}" if url is not None else "the service"
-            return f"cannot reach a hubroute service at {where} ({type(e).__name__}); is it running?"
-    except ImportError:  # pragma: no cover - httpx is a dependency
-        pass
+    names = {f"{c.__module__.split('.')[0]}.{c.__name__}" for c in type(e).__mro__}
+    if names & {"httpx.TransportError", "httpx2.TransportError", "requests.ConnectionError"}:
+        url = getattr(getattr(e, "request", None), "url", None)
+        where = f"{url.scheme}://{url.host}:{url.port}" if url is not None and hasattr(url, "host") else "the server"
+        return f"cannot reach {where} ({type(e).__name__}); is it running and reachable?"
+    if "huggingface_hub.HfHubHTTPError" in names:
+        return f"the Hub API answered: {str(e).splitlines()[0]}"
     if isinstance(e, UnicodeDecodeError):
         return f"input is not UTF-8 text ({e.reason} at byte {e.start})"
     if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)):
@@ -81,6 +79,7 @@ def main() -> None:
     verbose = any(a in ("--verbose", "-v") for a in sys.argv[1:])
     if not verbose:
         os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")
         import warnings
 
         warnings.filterwarnings("ignore")

@@ -22,6 +22,12 @@ models_app = typer.Typer(
 keys_app = typer.Typer(
     help="API keys of a service (stored hashed in its state folder).", no_args_is_help=True, rich_markup_mode="markdown"
 )
+hub_app = typer.Typer(
+    help="Your own hub: import cards, sync the Hugging Face Hub, add prompt logs, close experiences.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
 app.add_typer(data_app, name="data")
+app.add_typer(hub_app, name="hub")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")

@@ -99,6 +99,14 @@ def route(
         ),
     ] = None,
     domain: Annotated[str | None, typer.Option(help="Only route to models of this domain.")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            help="Only models whose cards meet this: `license=mit,apache-2.0`, `language=en`, `pipeline_tag=...`, "
+            "`domain=...`, `params<=7e9`; repeatable.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     as_jsonl: Annotated[bool, typer.Option("--jsonl", help="Print one JSON line per prompt.")] = False,
 ) -> None:
@@ -112,9 +120,12 @@ def route(
     r = load_router(router_dir) if router_dir is not None else default_router(data)
     if domain is not None and domain not in set(r.registry_.domains()):
         raise HubrouteError(f"unknown domain {domain!r}")
+    from hubroute.constraints import Constraints
+
+    constraints = Constraints.parse(where or [])
     results = []
     for i in range(0, len(prompts), 256):
-        results += r.route(prompts[i : i + 256], k, domain=domain)
+        results += r.route(prompts[i : i + 256], k, domain=domain, constraints=constraints)
     records = [{"prompt": p, "models": [h.__dict__ for h in hits]} for p, hits in zip(prompts, results, strict=True)]
     if as_json:
         print(json.dumps(records, ensure_ascii=False))

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from hubroute.constraints import Constraints
 from hubroute.errors import DataError, HubrouteError
 from hubroute.hub import Experience, ModelCard, Registry, RoutingExample
 from hubroute.topk import topk
@@ -57,11 +58,12 @@ class PreparedModels:
 
 @dataclass(frozen=True)
 class RouteRequest:
-    """One routing request: prompts, how many models each, optional domain filter."""
+    """One routing request: prompts, how many models each, an optional domain and constraints."""
 
     prompts: list[str]
     k: int = 5
     domain: str | None = None
+    constraints: Constraints | None = None
 
 
 class Router(ABC):
@@ -77,8 +79,14 @@ class Router(ABC):
 
     # -- learning ------------------------------------------------------------------------
     def fit(self, experience: Experience) -> Router:
-        """Register the experience's new cards, then learn from its training examples."""
+        """Register the experience's new cards and apply its retirements, then learn from its
+        training examples."""
         self.add_models(experience.new_cards, skip_existing=True)
+        reg = self.registry_
+        if experience.activated:
+            self.activate([m for m in experience.activated if m in reg])
+        if experience.retired:
+            self.retire([m for m in experience.retired if m in reg])
         self._learn(experience)
         self._remember(experience.train)
         return self
@@ -197,13 +205,29 @@ class Router(ABC):
             return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
         return np.concatenate(rows), np.concatenate(vals)
 
-    def route(self, prompts: Sequence[str] | str, k: int = 5, *, domain: str | None = None) -> list[list[RouteHit]]:
+    def route(
+        self,
+        prompts: Sequence[str] | str,
+        k: int = 5,
+        *,
+        domain: str | None = None,
+        constraints: Constraints | None = None,
+    ) -> list[list[RouteHit]]:
         """Ranked :class:`RouteHit` lists, one per prompt (a single string is one prompt);
-        ``domain`` keeps only models of that domain."""
+        ``domain`` keeps only models of that domain, ``constraints`` only models whose cards meet
+        them (:class:`~hubroute.constraints.Constraints`)."""
         if isinstance(prompts, str):
             prompts = [prompts]
-        rows, vals = self.rank(list(prompts), k, mask=self.domain_mask(domain))
+        rows, vals = self.rank(list(prompts), k, mask=self.request_mask(domain, constraints))
         return self._hits(rows, vals)
+
+    def request_mask(self, domain: str | None, constraints: Constraints | None) -> np.ndarray | None:
+        """The row mask of a request's domain and constraints (None when it has neither)."""
+        mask = self.domain_mask(domain)
+        extra = constraints.mask(self.registry_) if constraints is not None else None
+        if extra is None:
+            return mask
+        return extra if mask is None else mask & extra
 
     def route_many(self, requests: Sequence[RouteRequest]) -> list[list[list[RouteHit]]]:
         """Answer several routing requests with one scoring pass over all their prompts (what a
@@ -215,7 +239,7 @@ class Router(ABC):
         out, start = [], 0
         for r in requests:
             mask = self.registry_.active_mask
-            extra = self.domain_mask(r.domain)
+            extra = self.request_mask(r.domain, r.constraints)
             if extra is not None:
                 mask &= extra
             rows, vals = topk(scores[start : start + len(r.prompts)], r.k, mask)

@@ -29,6 +29,7 @@ from pydantic import Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import hubroute
+from hubroute.constraints import Constraints
 from hubroute.errors import HubrouteError
 from hubroute.hub import ModelCard
 from hubroute.routers.base import RouteRequest
@@ -219,8 +220,9 @@ def create_app(
         prompts = [req.prompts] if isinstance(req.prompts, str) else list(req.prompts)
         if svc.draining:
             raise HTTPException(503, "the service is draining")
+        constraints = Constraints.from_dict(req.constraints.model_dump(exclude_none=True)) if req.constraints else None
         try:
-            fut = svc.batcher.submit(RouteRequest(prompts, req.k, req.domain))
+            fut = svc.batcher.submit(RouteRequest(prompts, req.k, req.domain, constraints))
         except QueueFull as e:
             svc.metrics.rejected.labels("queue").inc()
             raise HTTPException(503, f"the router is saturated: {e}", headers={"Retry-After": "1"}) from None

@@ -145,6 +145,20 @@ class Schemas:
     max_cards: int
 
 
+class ConstraintsIn(BaseModel):
+    """Only models whose cards meet these: allow-lists (any of the values) and a largest
+    parameter count; a model whose card does not state a constrained field is left out."""
+
+    model_config = STRICT
+    domain: Annotated[list[Annotated[StrictStr, Field(max_length=MAX_DOMAIN_CHARS)]], Field(max_length=64)] | None = (
+        None
+    )
+    pipeline_tag: Annotated[list[Annotated[StrictStr, Field(max_length=128)]], Field(max_length=64)] | None = None
+    license: Annotated[list[Annotated[StrictStr, Field(max_length=128)]], Field(max_length=64)] | None = None
+    language: Annotated[list[Annotated[StrictStr, Field(max_length=64)]], Field(max_length=64)] | None = None
+    max_params: Annotated[StrictInt, Field(ge=0)] | None = None
+
+
 def build(cfg: ServiceConfig) -> Schemas:
     """Request models whose constraints are ``cfg``'s limits."""
     Prompt = Annotated[StrictStr, Field(min_length=1, max_length=cfg.max_prompt_chars)]
@@ -160,6 +174,7 @@ def build(cfg: ServiceConfig) -> Schemas:
         )
         k: Annotated[StrictInt, Field(ge=1, le=cfg.max_k)] = Field(5, description="Models to return per prompt.")
         domain: Domain | None = Field(None, description="Only route to models of this domain.")
+        constraints: ConstraintsIn | None = Field(None, description="Only route to models whose cards meet these.")
 
         @field_validator("prompts")
         @classmethod
