@@ -7,7 +7,7 @@
 
 Configs live in ``bench/configs/<experiment>.toml``; ``kind`` says which runner reads them
 (``stream``, ``cold_start``, ``hub_scale``, ``service_load``, ``service_attack``,
-``inference_speed``). CMRBench is read from
+``inference_speed``, ``scale``). CMRBench is read from
 ``../shared/cmrbench`` unless ``--data`` says otherwise. ``--max-examples N`` keeps the first N
 records of each split (and so fewer models): a quick check that an experiment runs, never a result.
 """
@@ -25,33 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from suite import common
 
+RUNNERS = ("stream", "service_load", "service_attack", "cold_start", "hub_scale", "inference_speed", "scale")
+
 
 def _runner(kind: str):
-    if kind == "stream":
-        from suite import stream
+    """The ``run(config, out, args)`` function of runner module ``suite.<kind>``."""
+    if kind not in RUNNERS:
+        raise SystemExit(f"error: unknown experiment kind {kind!r} (known: {', '.join(RUNNERS)})")
+    import importlib
 
-        return stream.run
-    if kind == "service_load":
-        from suite import service_load
-
-        return service_load.run
-    if kind == "service_attack":
-        from suite import service_attack
-
-        return service_attack.run
-    if kind == "cold_start":
-        from suite import cold_start
-
-        return cold_start.run
-    if kind == "hub_scale":
-        from suite import hub_scale
-
-        return hub_scale.run
-    if kind == "inference_speed":
-        from suite import inference_speed
-
-        return inference_speed.run
-    raise SystemExit(f"error: unknown experiment kind {kind!r}")
+    return importlib.import_module(f"suite.{kind}").run
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -278,3 +278,17 @@ def test_requests_are_traced_when_asked(tmp_path, router_dir):
     assert ours[0].attributes["http.route"] == "/v1/route" and ours[0].attributes["http.response.status_code"] == 200
     inner = [s for s in spans if s is not ours[0]]
     assert inner and all(s.context.trace_id == ours[0].context.trace_id for s in inner)
+
+
+def test_many_models_retire_and_activate_in_one_request(api, stream):
+    ids = [c.model_id for c in stream[0].new_cards[:10]]
+    r = api.post("/v1/models/status", json={"model_ids": ids, "status": "retired"})
+    assert r.status_code == 200 and r.json()["changed"] == 10
+    top = api.post("/v1/route", json={"prompts": [e.prompt for e in stream[0].eval[:10]], "k": 50}).json()
+    assert not {m["model_id"] for x in top["results"] for m in x["models"]} & set(ids)
+    assert api.post("/v1/models/status", json={"model_ids": ids, "status": "retired"}).json()["changed"] == 0
+    r = api.post("/v1/models/status", json={"model_ids": [*ids, "nope/nope"], "status": "active"})
+    assert r.status_code == 404 and "nope/nope" in r.json()["detail"]
+    assert api.get("/v1/models", params={"status": "retired", "limit": 100}).json()["total"] == 10  # unchanged
+    assert api.post("/v1/models/status", json={"model_ids": ids, "status": "sleeping"}).status_code == 422
+    assert api.post("/v1/models/status", json={"model_ids": ids, "status": "active"}).json()["changed"] == 10

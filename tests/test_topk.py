@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hubroute.topk import topk
+from hubroute.index.topk import topk
 
 
 def test_topk_sorted_and_masked():

@@ -31,6 +31,9 @@ ORDER = (
     "service_load",
     "service_attack",
     "inference_speed",
+    "cold_start",
+    "hub_scale",
+    "scale",
 )
 # the README's rows: (label, needs, experiment, run label)
 HEADLINE = (
@@ -125,17 +128,9 @@ def _section(config: dict[str, Any], payload: dict[str, Any]) -> str:
 
         text = stream.markdown(config, payload)
         return text.split("\n## ", 1)[0]  # the summary, without the per-run matrices
-    if kind == "service_load":
-        from suite import service_load
+    import importlib
 
-        return service_load.markdown(config, payload)
-    if kind == "service_attack":
-        from suite import service_attack
-
-        return service_attack.markdown(config, payload)
-    from suite import inference_speed
-
-    return inference_speed.markdown(config, payload)
+    return importlib.import_module(f"suite.{kind}").markdown(config, payload)
 
 
 def _demote(text: str) -> str:

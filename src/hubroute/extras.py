@@ -14,6 +14,7 @@ EXTRAS = {
     "plots": "PNG plots in reports",
     "otel": "OpenTelemetry tracing",
     "hub": "Parquet tables of cards and prompts",
+    "ann": "the approximate (HNSW) model index",
 }
 
 

@@ -276,6 +276,23 @@ class Registry:
             self.version += 1
         return rows
 
+    def add_unchecked(self, cards: Sequence[ModelCard]) -> None:
+        """Append cards read back from a registry this code wrote (no validation of their text:
+        the fast path for loading large registries); a repeated id is still an error."""
+        start = len(self._cards)
+        for i, c in enumerate(cards):
+            if c.model_id in self._row:
+                raise RegistryError(f"model id {c.model_id!r} appears twice")
+            self._row[c.model_id] = start + i
+        self._cards.extend(cards)
+        self._active = np.concatenate([self._active, np.ones(len(cards), dtype=bool)])
+        self.version += 1
+
+    def set_active_rows(self, rows: np.ndarray, active: bool) -> None:
+        """Mask or unmask rows by number (what :meth:`retire` and :meth:`activate` do by id)."""
+        self._active[np.asarray(rows, dtype=np.int64)] = active
+        self.version += 1
+
     def truncate(self, n_rows: int) -> None:
         """Drop the rows from ``n_rows`` on: only to undo an :meth:`add` whose router could not
         take the new rows (rows are otherwise never removed)."""

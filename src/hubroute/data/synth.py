@@ -24,8 +24,9 @@ from typing import Any
 
 from hubroute.data.cmrbench import STREAM_MANIFEST, build_stream, parse_record, split_path
 from hubroute.data.taxonomy import ADJECTIVES, NOUNS, ORGS, SIZES, TAXONOMY, DomainVocab, task_of
+from hubroute.data.text import card_text
 from hubroute.errors import HubrouteError
-from hubroute.hub import Stream
+from hubroute.hub import ModelCard, Stream
 
 SOURCE = "hubroute-synthetic"
 _T0_MS = 1_600_000_000_000  # 2020-09-13, first synthetic release date
@@ -171,6 +172,32 @@ def iter_records(cfg: SynthConfig, t: int, split: str) -> Iterator[dict[str, Any
                 "api_data": api,
                 "explanation": "",
             }
+
+
+def synthetic_card(cfg: SynthConfig, i: int) -> ModelCard:
+    """The card of model ``i``, as :func:`synth_stream` registers it (without building a stream:
+    for hubs of millions of models)."""
+    info = model_info(cfg, i)
+    api = _api_data(info)
+    return ModelCard(
+        info["model_id"],
+        info["family"],
+        info["vocab"].domain,
+        card_text(api, info["model_id"]),
+        info["created_at"],
+        {"framework": "synthetic", "source": "hubroute-synthetic"},
+    )
+
+
+def synthetic_queries(cfg: SynthConfig, n: int, seed: int = 0) -> list[tuple[str, str, str]]:
+    """``n`` (prompt, gold model id, domain) triples for models drawn at random from the whole hub."""
+    r = random.Random(f"{cfg.seed}|queries|{seed}")
+    out = []
+    for k in range(n):
+        i = r.randrange(cfg.models)
+        info = model_info(cfg, i)
+        out.append((_prompt(cfg, info, i, 0, "query", k), info["model_id"], info["vocab"].domain))
+    return out
 
 
 def synth_stream(cfg: SynthConfig) -> Stream:

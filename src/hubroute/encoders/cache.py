@@ -14,6 +14,8 @@ import numpy as np
 
 from hubroute.encoders.base import Encoder
 
+CHUNK = 4096  # misses encoded and stored per step
+
 
 class EmbeddingCache:
     """Vectors on disk in one SQLite file per encoder, keyed by the SHA-256 of the text.
@@ -68,7 +70,11 @@ class EmbeddingCache:
 
 
 class CachedEncoder:
-    """Wraps an :class:`Encoder` so each distinct text is encoded once, ever, per encoder."""
+    """Wraps an :class:`Encoder` so each distinct text is encoded once, ever, per encoder.
+
+    Misses are encoded and stored in chunks of :data:`CHUNK` texts, so a long pass (a whole hub's
+    cards) that is interrupted resumes where it stopped: the next call finds those chunks cached.
+    """
 
     def __init__(self, encoder: Encoder, cache_dir: str | Path):
         self.inner = encoder
@@ -90,14 +96,30 @@ class CachedEncoder:
             if k not in found and k not in todo:
                 todo[k] = t
         if todo:
-            vecs = self.inner.encode(list(todo.values()), show_progress=show_progress)
-            self.cache.put_many(list(todo), vecs)
-            found.update(zip(todo, vecs, strict=True))
+            self._encode_misses(list(todo), list(todo.values()), found, show_progress)
         self.misses += len(todo)
         self.hits += len(texts) - len(todo)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+    def _encode_misses(
+        self, keys: list[bytes], texts: list[str], found: dict[bytes, np.ndarray], show_progress: bool
+    ) -> None:
+        """Encode ``texts`` chunk by chunk, storing each chunk before the next."""
+        if len(texts) <= CHUNK:
+            vecs = self.inner.encode(texts, show_progress=show_progress)
+            self.cache.put_many(keys, vecs)
+            found.update(zip(keys, vecs, strict=True))
+            return
+        from hubroute import progress
+
+        with progress.task(f"encode {len(texts)} texts", len(texts)) as advance:
+            for i in range(0, len(texts), CHUNK):
+                vecs = self.inner.encode(texts[i : i + CHUNK])
+                self.cache.put_many(keys[i : i + CHUNK], vecs)
+                found.update(zip(keys[i : i + CHUNK], vecs, strict=True))
+                advance(len(vecs))
 
 
 @contextmanager

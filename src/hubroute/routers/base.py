@@ -27,10 +27,12 @@ import numpy as np
 from hubroute.constraints import Constraints
 from hubroute.errors import DataError, HubrouteError
 from hubroute.hub import Experience, ModelCard, Registry, RoutingExample
-from hubroute.topk import topk
+from hubroute.index.topk import topk
 
 CONFIG_FILE = "config.json"
 REGISTRY_FILE = "registry.jsonl"
+REGISTRY_DIR = "registry"
+PARQUET_ROWS = 50_000  # registries this large are saved as Parquet (bench/results/scale)
 REFERENCE_FILE = "reference.jsonl"
 REFERENCE_SIZE = 512
 ARTIFACT_FORMAT = "hubroute.router"
@@ -310,7 +312,7 @@ class Router(ABC):
                 "params": self.get_params(),
             }
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-            self.registry_.save(tmp / REGISTRY_FILE)
+            save_registry(self.registry_, tmp)
             self._save_reference(tmp / REFERENCE_FILE)
             self._save_state(tmp)
             (tmp / "README.md").write_text(card or self._default_card(), encoding="utf-8")
@@ -363,10 +365,32 @@ class Router(ABC):
             router = cls.from_params(params)
         except HubrouteError as e:
             raise DataError(f"saved parameters do not fit {cls.__name__}: {e}", directory / CONFIG_FILE) from None
-        router.registry_ = Registry.load(directory / REGISTRY_FILE)
+        router.registry_ = load_registry(directory)
         router._load_reference(directory / REFERENCE_FILE)
         router._load_state(directory)
         return router
+
+
+def save_registry(registry: Registry, directory: Path) -> None:
+    """A router's registry: JSONL below :data:`PARQUET_ROWS` rows (readable), a Parquet folder
+    from there on (fast to load; needs the ``hub`` extra, else JSONL)."""
+    from hubroute.extras import available
+
+    if len(registry) >= PARQUET_ROWS and available("pyarrow"):
+        from hubroute.registry_store import save_parquet
+
+        save_parquet(registry, directory / REGISTRY_DIR)
+    else:
+        registry.save(directory / REGISTRY_FILE)
+
+
+def load_registry(directory: Path) -> Registry:
+    """Read what :func:`save_registry` wrote (either format)."""
+    if (directory / REGISTRY_DIR).is_dir():
+        from hubroute.registry_store import load_parquet
+
+        return load_parquet(directory / REGISTRY_DIR)
+    return Registry.load(directory / REGISTRY_FILE)
 
 
 def _version() -> str:

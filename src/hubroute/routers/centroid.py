@@ -21,11 +21,12 @@ from hubroute.errors import DataError, HubrouteError
 from hubroute.hub import Experience, ModelCard, Registry
 from hubroute.routers.base import Router
 from hubroute.routers.encoded import FrozenEncoderMixin
+from hubroute.routers.indexed import IndexedRouter
 
 STATE_FILE = "centroids.safetensors"
 
 
-class CentroidRouter(FrozenEncoderMixin, Router):
+class CentroidRouter(IndexedRouter, FrozenEncoderMixin, Router):
     """Route to the model whose prompt centroid is nearest (cosine) to the prompt.
 
     ``encoder``: an :class:`~hubroute.encoders.Encoder` or a model name for
@@ -39,7 +40,14 @@ class CentroidRouter(FrozenEncoderMixin, Router):
 
     kind = "centroid"
 
-    def __init__(self, encoder: Encoder | str = "default", card_weight: float = 0.5, registry: Registry | None = None):
+    def __init__(
+        self,
+        encoder: Encoder | str = "default",
+        card_weight: float = 0.5,
+        index: str = "exact",
+        index_options: dict[str, Any] | None = None,
+        registry: Registry | None = None,
+    ):
         if not card_weight >= 0:
             raise HubrouteError(f"card_weight must be >= 0, got {card_weight!r}")
         super().__init__(registry)
@@ -49,9 +57,21 @@ class CentroidRouter(FrozenEncoderMixin, Router):
         self.sums_: np.ndarray | None = None
         self.counts_: np.ndarray | None = None
         self._centroids: np.ndarray | None = None
+        self._set_index(index, index_options)
 
     def get_params(self) -> dict[str, Any]:
-        return {"encoder": self.encoder_param(), "card_weight": self.card_weight}
+        return {
+            "encoder": self.encoder_param(),
+            "card_weight": self.card_weight,
+            "index": self.index,
+            "index_options": self.index_options,
+        }
+
+    def row_matrix(self) -> np.ndarray:
+        return self.centroids()
+
+    def query_matrix(self, prompts: Sequence[str]) -> np.ndarray:
+        return self.encoder.encode(list(prompts))
 
     # -- learning ------------------------------------------------------------------------
     def _prepare_rows(self, cards: list[ModelCard]) -> np.ndarray:
@@ -83,6 +103,7 @@ class CentroidRouter(FrozenEncoderMixin, Router):
         np.add.at(self.sums_, rows, vecs)
         np.add.at(self.counts_, rows, 1)
         self._centroids = None
+        self._vectors_changed()
 
     # -- routing -------------------------------------------------------------------------
     def centroids(self) -> np.ndarray:
@@ -107,6 +128,7 @@ class CentroidRouter(FrozenEncoderMixin, Router):
         if self.sums_ is not None:
             state = {"card_vectors": self.card_vectors_, "sums": self.sums_, "counts": self.counts_}
             save_file(state, str(directory / STATE_FILE))
+        self._save_index(directory)
 
     def _load_state(self, directory: Path) -> None:
         path = directory / STATE_FILE
@@ -122,3 +144,4 @@ class CentroidRouter(FrozenEncoderMixin, Router):
                 raise DataError(f"'{key}' is missing or does not have one entry per registry row ({n})", path)
         self.card_vectors_, self.sums_, self.counts_ = state["card_vectors"], state["sums"], state["counts"]
         self._centroids = None
+        self._load_index(directory)

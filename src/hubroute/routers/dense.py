@@ -16,12 +16,13 @@ from hubroute.hub import ModelCard, Registry
 from hubroute.routers.base import Router
 from hubroute.routers.encoded import FrozenEncoderMixin
 from hubroute.routers.fusion import zscore
+from hubroute.routers.indexed import IndexedRouter
 
 STATE_FILE = "card_vectors.safetensors"
 DOMAIN_POOLS = ("lse", "centroid")
 
 
-class DenseCardRouter(FrozenEncoderMixin, Router):
+class DenseCardRouter(IndexedRouter, FrozenEncoderMixin, Router):
     """Zero-shot semantic router: cosine between prompt and card embeddings, plus a domain prior.
 
     ``encoder``: an :class:`~hubroute.encoders.Encoder` or a model name for
@@ -43,6 +44,8 @@ class DenseCardRouter(FrozenEncoderMixin, Router):
         domain_weight: float = 0.0,
         domain_pool: str = "lse",
         domain_tau: float = 0.05,
+        index: str = "exact",
+        index_options: dict[str, Any] | None = None,
         registry: Registry | None = None,
     ):
         if domain_pool not in DOMAIN_POOLS:
@@ -54,6 +57,7 @@ class DenseCardRouter(FrozenEncoderMixin, Router):
         self.domain_tau = domain_tau
         self.card_vectors_: np.ndarray | None = None
         self._domain_cache: tuple[tuple[int, int, int], tuple] | None = None
+        self._set_index(index, index_options)
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -61,6 +65,8 @@ class DenseCardRouter(FrozenEncoderMixin, Router):
             "domain_weight": self.domain_weight,
             "domain_pool": self.domain_pool,
             "domain_tau": self.domain_tau,
+            "index": self.index,
+            "index_options": self.index_options,
         }
 
     def _prepare_rows(self, cards: list[ModelCard]) -> np.ndarray:
@@ -73,6 +79,15 @@ class DenseCardRouter(FrozenEncoderMixin, Router):
     def encode_prompts(self, prompts: Sequence[str]) -> np.ndarray:
         """Unit prompt vectors."""
         return self.encoder.encode(list(prompts))
+
+    def row_matrix(self) -> np.ndarray:
+        return self.card_vectors_
+
+    def query_matrix(self, prompts: Sequence[str]) -> np.ndarray:
+        return self.encode_prompts(prompts)
+
+    def index_usable(self) -> bool:
+        return not self.domain_weight  # the domain prior needs every card's cosine
 
     def components(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
         """``(cos, dom)``: the ``(n, rows)`` prompt-card cosines, and the per-row z-scored domain
@@ -125,6 +140,7 @@ class DenseCardRouter(FrozenEncoderMixin, Router):
     def _save_state(self, directory: Path) -> None:
         if self.card_vectors_ is not None:
             save_file({"card_vectors": self.card_vectors_}, str(directory / STATE_FILE))
+        self._save_index(directory)
 
     def _load_state(self, directory: Path) -> None:
         path = directory / STATE_FILE
@@ -134,3 +150,4 @@ class DenseCardRouter(FrozenEncoderMixin, Router):
         if vecs.shape[0] != len(self.registry_):
             raise DataError(f"{vecs.shape[0]} card vectors for {len(self.registry_)} registry rows", path)
         self.card_vectors_ = vecs
+        self._load_index(directory)

@@ -39,6 +39,7 @@ from hubroute.encoders import Encoder
 from hubroute.errors import DataError, HubrouteError
 from hubroute.hub import Experience, ModelCard, Registry, RoutingExample
 from hubroute.routers.base import Router
+from hubroute.routers.indexed import IndexedRouter
 from hubroute.routers.prompt_encoder import FrozenFeatures, LoraSettings, PromptEncoder, TrainableEncoder
 from hubroute.training.config import TrainingConfig
 from hubroute.training.trainer import Trainer
@@ -72,7 +73,7 @@ class Snapshot:
         return self.embed(prompts) @ self.table.T / self.tau
 
 
-class EmbeddingRouter(Router):
+class EmbeddingRouter(IndexedRouter, Router):
     """Trainable router (see the module docstring).
 
     Model: ``encoder`` (name or path), ``finetune`` (frozen/full/lora), ``precision`` (``bf16``
@@ -111,9 +112,12 @@ class EmbeddingRouter(Router):
         lora: LoraSettings | dict[str, Any] | None = None,
         seed: int = 0,
         device: str | None = None,
+        index: str = "exact",
+        index_options: dict[str, Any] | None = None,
         registry: Registry | None = None,
     ):
         super().__init__(registry)
+        self._set_index(index, index_options)
         for value, allowed, what in (
             (finetune, FINETUNE_MODES, "finetune"),
             (row_init, ROW_INITS, "row_init"),
@@ -178,6 +182,8 @@ class EmbeddingRouter(Router):
             "max_seq_length": self.max_seq_length,
             "lora": self.lora.to_dict(),
             "seed": self.seed,
+            "index": self.index,
+            "index_options": self.index_options,
         }
 
     def _build(self) -> None:
@@ -231,6 +237,7 @@ class EmbeddingRouter(Router):
         if self.row_init == "prompt_mean":
             self.pending_rows_ = set(rows.tolist())
         self.row_mass_ = {}
+        self._vectors_changed()
 
     # -- what strategies see (hubroute.continual.protocol.TrainableRouter) ---------------
     def embed(self, texts: Sequence[str], *, grad: bool = False) -> torch.Tensor:
@@ -291,6 +298,18 @@ class EmbeddingRouter(Router):
         with torch.no_grad():
             z = self.embed(prompts)
             return (z @ self.row_vectors().T / self.tau).float().cpu().numpy()
+
+    def row_matrix(self) -> np.ndarray:
+        self._build()
+        return self.row_vectors().detach().float().cpu().numpy()
+
+    def query_matrix(self, prompts: Sequence[str]) -> np.ndarray:
+        with torch.no_grad():
+            return self.embed(prompts).float().cpu().numpy()
+
+    @property
+    def score_scale(self) -> float:
+        return 1.0 / self.tau
 
     # -- rows ----------------------------------------------------------------------------
     def _init_rows(self, rows: np.ndarray, cards: Sequence[ModelCard] | None = None) -> torch.Tensor:
@@ -373,6 +392,7 @@ class EmbeddingRouter(Router):
     def _learn(self, experience: Experience) -> None:
         self.trainer().fit(experience)
         self.n_trained_ += 1
+        self._vectors_changed()
 
     # -- artifacts -----------------------------------------------------------------------
     def _save_state(self, directory: Path) -> None:
@@ -391,6 +411,7 @@ class EmbeddingRouter(Router):
             "strategy_state": self.strategy_.state_json(),
         }
         (directory / STATE_FILE).write_text(json.dumps(state) + "\n", encoding="utf-8")
+        self._save_index(directory)
 
     def _load_state(self, directory: Path) -> None:
         self._build()
@@ -418,6 +439,7 @@ class EmbeddingRouter(Router):
         else:  # saved before the mass was kept: a row set from prompts weighs as one prompt
             self.row_mass_ = {r: 1.0 for r in range(len(self.registry_)) if r not in self.pending_rows_}
         self.history_ = state.get("history", [])
+        self._load_index(directory)
 
     def _default_card(self) -> str:
         steps = sum(h["steps"] for h in self.history_)

@@ -54,7 +54,7 @@ class HybridRouter(Router):
         self.bm25 = BM25Router(registry=self.registry_)
 
     def get_params(self) -> dict[str, Any]:
-        d = self.dense.get_params()
+        d = {k: v for k, v in self.dense.get_params().items() if k not in ("index", "index_options")}
         return {"w_dense": self.w_dense, "w_bm25": self.w_bm25, "fusion": self.fusion, **d}
 
     def encoders(self) -> list[Encoder]:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -254,9 +255,12 @@ def create_app(
         with svc.lock:
             reg = svc.router.registry_
             active = reg.active_mask
-            rows = [i for i in range(len(reg)) if status is None or (status == "active") == bool(active[i])]
+            if status is None:
+                rows = np.arange(len(reg))
+            else:
+                rows = np.flatnonzero(active if status == "active" else ~active)
             page = [
-                reg.card(i).to_dict() | {"status": "active" if active[i] else "retired"}
+                reg.card(int(i)).to_dict() | {"status": "active" if active[i] else "retired"}
                 for i in rows[offset : offset + limit]
             ]
         return {"total": len(rows), "models": page}
@@ -293,6 +297,20 @@ def create_app(
         except NotFound as e:
             raise HTTPException(404, str(e)) from None
         return {"model_id": model_id, "status": status}
+
+    @app.post(
+        "/v1/models/status",
+        tags=["models"],
+        response_model=S.StatusBatchOut,
+        responses={c: errors[c] for c in (401, 403, 404, 413, 415, 422, 429)},
+    )
+    def set_many(body_: body.StatusBatch, who: Admin) -> dict[str, Any]:  # type: ignore[valid-type]
+        """Retire or re-activate many models at once (all or nothing: an unknown id changes nothing)."""
+        try:
+            changed = svc.set_status_many(body_.model_ids, body_.status, who.name)
+        except NotFound as e:
+            raise HTTPException(404, str(e)) from None
+        return {"status": body_.status, "changed": changed, "requested": len(body_.model_ids)}
 
     @app.post(
         "/v1/models/{model_id:path}/retire",

@@ -35,6 +35,7 @@ class ServiceConfig:
     max_card_text_chars: int = 20_000
     max_extra_bytes: int = 16_384
     max_feedback_items: int = 1000
+    max_status_changes: int = 10_000
     # load shedding
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = 50
@@ -68,6 +69,7 @@ class ServiceConfig:
             "max_card_text_chars",
             "max_extra_bytes",
             "max_feedback_items",
+            "max_status_changes",
             "rate_limit_burst",
             "max_queue",
             "holdout_every",
@@ -115,6 +117,7 @@ SETTINGS_HELP: dict[str, str] = {
     "max_card_text_chars": "Most characters of a card's text.",
     "max_extra_bytes": "Largest card 'extra' metadata, in bytes of JSON.",
     "max_feedback_items": "Most feedback items in one request.",
+    "max_status_changes": "Most models retired or re-activated by one request.",
     "rate_limit_per_s": "Requests per second allowed per API key (or per client address without keys); 0: no limit.",
     "rate_limit_burst": "Requests a key may send at once before the rate limit applies.",
     "request_timeout_s": "Deadline of a route request, queueing included (504 beyond).",

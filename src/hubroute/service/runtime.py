@@ -222,6 +222,26 @@ class Service:
             (self.router.retire if status == "retired" else self.router.activate)([model_id])
         self.store.audit(actor, f"models.{'retire' if status == 'retired' else 'activate'}", model_id)
 
+    def set_status_many(self, model_ids: list[str], status: str, actor: str) -> int:
+        """Retire or re-activate many models in one step (an unknown id changes nothing);
+        returns how many changed."""
+        ids = list(dict.fromkeys(model_ids))
+        with self.lock:
+            reg = self.router.registry_
+            unknown = [m for m in ids if m not in reg]
+            if unknown:
+                raise NotFound(f"{len(unknown)} unknown model id(s): {', '.join(map(repr, unknown[:5]))}")
+            want = status == "active"
+            active = reg.active_mask
+            change = [m for m in ids if bool(active[reg.row(m)]) != want]
+            self.store.set_statuses(change, status, [reg.card(m) for m in change])
+            if change:
+                (self.router.activate if want else self.router.retire)(change)
+        self.store.audit(
+            actor, f"models.{'activate' if want else 'retire'}", ",".join(change[:20]), {"count": len(change)}
+        )
+        return len(change)
+
     # -- versions and updates --------------------------------------------------------------
     def swap(self, version: str) -> None:
         """Load ``version`` beside the serving router, then serve it. The router it replaces is

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
@@ -97,6 +97,14 @@ class StatusChanged(BaseModel):
     status: str
 
 
+class StatusBatchOut(BaseModel):
+    """How many models changed status (others already had it)."""
+
+    status: str
+    changed: int
+    requested: int
+
+
 class FeedbackStored(BaseModel):
     """Feedback rows stored (or, for a replayed idempotency key, stored before)."""
 
@@ -142,6 +150,7 @@ class Schemas:
     ModelIn: type[BaseModel]
     FeedbackIn: type[BaseModel]
     FeedbackBatch: type[BaseModel]
+    StatusBatch: type[BaseModel]
     max_cards: int
 
 
@@ -251,7 +260,14 @@ def build(cfg: ServiceConfig) -> Schemas:
         model_config = STRICT
         items: Annotated[list[FeedbackIn], Field(min_length=1, max_length=cfg.max_feedback_items)]
 
-    return Schemas(RouteBody, ModelIn, FeedbackIn, FeedbackBatch, cfg.max_cards)
+    class StatusBatch(BaseModel):
+        """Models to retire or re-activate."""
+
+        model_config = STRICT
+        model_ids: Annotated[list[ModelId], Field(min_length=1, max_length=cfg.max_status_changes)]
+        status: Literal["active", "retired"]
+
+    return Schemas(RouteBody, ModelIn, FeedbackIn, FeedbackBatch, StatusBatch, cfg.max_cards)
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -179,6 +179,16 @@ class Store:
                 )
             db.execute("UPDATE models SET status = ? WHERE model_id = ?", (status, model_id))
 
+    def set_statuses(self, model_ids: Sequence[str], status: str, cards: Sequence[ModelCard]) -> None:
+        """Record the status of many models in one transaction (cards stored when missing)."""
+        now = time.time()
+        with self.tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO models (model_id, card, status, created_at) VALUES (?, ?, ?, ?)",
+                [(c.model_id, json.dumps(c.to_dict()), status, now) for c in cards],
+            )
+            db.executemany("UPDATE models SET status = ? WHERE model_id = ?", [(status, m) for m in model_ids])
+
     def models(self) -> list[tuple[ModelCard, str]]:
         """Every stored card and its status, in insertion order; rows that no longer parse as a
         card are skipped (see :meth:`unreadable_models`)."""
