@@ -134,6 +134,8 @@ def test_every_error_is_one_line(tmp_path, syn):
         one_line_error(hubroute(*args, "--url", "http://127.0.0.1:9"), "cannot reach http://127.0.0.1:9")
     one_line_error(hubroute("models", "add", "--file", str(tmp_path / "nope.jsonl")), "nope.jsonl", "not found")
     one_line_error(hubroute("models", "add"), "give --file")
+    one_line_error(hubroute("models", "retire"), "give model ids")
+    one_line_error(hubroute("models", "activate", "--file", str(tmp_path / "ids.txt")), "ids.txt", "not found")
     latin = tmp_path / "latin1.jsonl"
     latin.write_bytes(b'{"model_id": "a/b", "domain": "X", "text": "caf\xe9"}\n')
     one_line_error(hubroute("models", "add", "--file", str(latin)), "latin1.jsonl:1", "not UTF-8")

@@ -220,3 +220,26 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path, router_dir, stream):
     log = proc.log.read_text()
     assert "draining" in log and "hubroute: stopped" in log and "Traceback" not in log
     assert '"route": "/v1/route"' in log  # the JSON access log
+
+
+def test_the_cli_retires_and_activates_many_models(server, stream, tmp_path):
+    url, _ = server
+    ids = [c.model_id for c in stream[0].new_cards[:6]]
+    listed = tmp_path / "ids.txt"
+    listed.write_text("# retire these\n" + "\n".join(ids[2:]) + "\n\n")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "hubroute.cli", "models", *args, "--url", url]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    done = cli("retire", ids[0], ids[1], "--file", str(listed))
+    assert done.returncode == 0 and "retired 6 model(s)" in done.stdout, done.stderr
+    prompts = [e.prompt for e in stream[0].eval]
+    res = post(f"{url}/v1/route", json={"prompts": prompts, "k": 20}).json()["results"]
+    assert not {m["model_id"] for r in res for m in r["models"]} & set(ids)
+    bad = cli("retire", ids[0], "no/such-model")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "no/such-model" in bad.stderr
+    done = cli("activate", *ids)
+    assert done.returncode == 0 and "activated 6 model(s)" in done.stdout, done.stderr
+    res = post(f"{url}/v1/route", json={"prompts": prompts, "k": 20}).json()["results"]
+    assert {m["model_id"] for r in res for m in r["models"]} & set(ids)

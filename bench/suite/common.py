@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import sys
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -133,3 +134,22 @@ def header(title: str, payload: dict[str, Any]) -> list[str]:
             "",
         ]
     return lines
+
+
+class PeakRSS:
+    """The largest resident memory of this process while the block runs (sampled every 50 ms)."""
+
+    def __enter__(self) -> PeakRSS:
+        self.proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self.peak = self.proc.memory_info().rss
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -8,12 +8,9 @@ import datetime as dt
 import random
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from hubroute.data.taxonomy import TAXONOMY
 from hubroute.evaluation import tables
@@ -22,28 +19,9 @@ from hubroute.hubs.fake_hub import FakeHub, FakeModel
 from hubroute.hubs.folder import HubFolder
 from hubroute.hubs.sync import Query, sync_huggingface
 from hubroute.hubs.tasks import PIPELINE_DOMAINS
-from suite.common import Machine, command_line, header, write
+from suite.common import Machine, PeakRSS, command_line, header, write
 
 TAGS = {d: t for t, d in PIPELINE_DOMAINS.items()}
-
-
-class PeakRSS:
-    """The largest resident memory of this process while the block runs (sampled every 50 ms)."""
-
-    def __enter__(self) -> PeakRSS:
-        self.proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
-        self.peak = self.proc.memory_info().rss
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def synthetic_model(i: int, rng: random.Random) -> tuple[str, str | None, str]:

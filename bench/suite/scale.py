@@ -31,27 +31,8 @@ from hubroute.evaluation import tables
 from hubroute.hub import Registry
 from hubroute.index import ExactIndex
 from hubroute.index.hnsw import HNSWIndex
-from suite.common import Machine, command_line, header, write
+from suite.common import Machine, PeakRSS, command_line, header, write
 from suite.servers import start, stop
-
-
-class PeakRSS:
-    """The peak resident memory of this process while the block runs (50 ms samples)."""
-
-    def __enter__(self) -> PeakRSS:
-        self.proc, self._stop = psutil.Process(), threading.Event()
-        self.peak = self.proc.memory_info().rss
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _size(path: Path) -> int:

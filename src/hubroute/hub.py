@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hubroute.data.lines import json_problem, read_lines
+from hubroute.data.lines import read_json_objects
 from hubroute.errors import DataError, RegistryError
 
 ACTIVE = "active"
@@ -348,13 +348,7 @@ class Registry:
         reg = cls()
         cards: list[ModelCard] = []
         retired: list[str] = []
-        for lineno, line in read_lines(path):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(json_problem(e), path, lineno) from None
-            if not isinstance(row, dict):
-                raise DataError("expected a JSON object", path, lineno)
+        for lineno, row in read_json_objects(path):
             if lineno == 1:
                 if row.get("format") != _REGISTRY_HEADER["format"]:
                     raise DataError("not a hubroute registry file (bad header)", path, 1)

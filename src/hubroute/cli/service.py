@@ -151,16 +151,12 @@ def _check(resp: Any) -> Any:
 
 def read_cards(file: Path) -> list[dict[str, Any]]:
     """Cards from a JSON lines file (one object a line); problems name the file and line."""
-    from hubroute.data.lines import json_problem, read_lines
+    from hubroute.data.lines import read_json_objects
     from hubroute.errors import DataError
 
     cards = []
-    for lineno, line in read_lines(file):
-        try:
-            card = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(json_problem(e), file, lineno) from None
-        if not isinstance(card, dict) or not card.get("model_id") or not card.get("domain"):
+    for lineno, card in read_json_objects(file):
+        if not card.get("model_id") or not card.get("domain"):
             raise DataError("each line is an object with at least 'model_id' and 'domain'", file, lineno)
         cards.append(card)
     if not cards:
@@ -200,28 +196,52 @@ def models_add(
     out.print(f"registered {len(registered)} model(s)")
 
 
+def read_ids(file: Path) -> list[str]:
+    """Model ids from a text file, one a line (blank lines and ``#`` comments skipped)."""
+    from hubroute.data.lines import read_lines
+
+    return [line.strip() for _, line in read_lines(file) if not line.strip().startswith("#")]
+
+
+def set_status(ids: list[str], file: Path | None, status: str, url: str, key: str | None) -> int:
+    """Retire or re-activate ``ids`` and those listed in ``file``, 10,000 a request (the
+    service's limit); returns how many changed."""
+    wanted = list(dict.fromkeys([*ids, *(read_ids(file) if file is not None else [])]))
+    if not wanted:
+        raise HubrouteError("give model ids, or --file with one a line")
+    changed = 0
+    with _client(url, key) as c:
+        for i in range(0, len(wanted), 10_000):
+            body = {"model_ids": wanted[i : i + 10_000], "status": status}
+            changed += _check(c.post("/v1/models/status", json=body))["changed"]
+    return changed
+
+
+IdsArg = Annotated[list[str] | None, typer.Argument(help="Model ids.", show_default=False)]
+IdsFileOpt = Annotated[Path | None, typer.Option("--file", help="A text file of model ids, one a line.")]
+
+
 @models_app.command("retire")
 def models_retire(
-    model_id: Annotated[str, typer.Argument(help="The model to stop routing to.")],
+    model_ids: IdsArg = None,
+    file: IdsFileOpt = None,
     url: UrlOpt = "http://127.0.0.1:8000",
     key: KeyOpt = None,
 ) -> None:
-    """Stop routing to a model (its row stays; `activate` undoes it)."""
-    with _client(url, key) as c:
-        _check(c.post(f"/v1/models/{model_id}/retire"))
-    out.print(f"retired {model_id}")
+    """Stop routing to models (their rows stay; `activate` undoes it). All or nothing per 10,000:
+    an unknown id changes none of them."""
+    out.print(f"retired {set_status(model_ids or [], file, 'retired', url, key)} model(s)")
 
 
 @models_app.command("activate")
 def models_activate(
-    model_id: Annotated[str, typer.Argument(help="The retired model to route to again.")],
+    model_ids: IdsArg = None,
+    file: IdsFileOpt = None,
     url: UrlOpt = "http://127.0.0.1:8000",
     key: KeyOpt = None,
 ) -> None:
-    """Route to a retired model again."""
-    with _client(url, key) as c:
-        _check(c.post(f"/v1/models/{model_id}/activate"))
-    out.print(f"activated {model_id}")
+    """Route to retired models again (all or nothing per 10,000, as `retire`)."""
+    out.print(f"activated {set_status(model_ids or [], file, 'active', url, key)} model(s)")
 
 
 @models_app.command("list")

@@ -31,3 +31,16 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
 def json_problem(e: json.JSONDecodeError) -> str:
     """A one-line description of a JSON syntax error."""
     return f"invalid JSON: {e.msg} (column {e.colno})"
+
+
+def read_json_objects(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` of every non-blank line of a JSONL file; a line that is not a
+    JSON object raises :class:`DataError` at ``path:line``."""
+    for lineno, line in read_lines(path):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(json_problem(e), path, lineno) from None
+        if not isinstance(row, dict):
+            raise DataError("expected a JSON object", path, lineno)
+        yield lineno, row

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -220,15 +219,9 @@ def table_rows(path: Path, required: tuple[str, ...] = ()) -> Iterator[tuple[str
         raise DataError("file not found", path)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
-        from hubroute.data.lines import json_problem, read_lines
+        from hubroute.data.lines import read_json_objects
 
-        for lineno, line in read_lines(path):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(json_problem(e), path, lineno) from None
-            if not isinstance(row, dict):
-                raise DataError("expected a JSON object", path, lineno)
+        for lineno, row in read_json_objects(path):
             yield f"{path}:{lineno}", row
     elif suffix in (".csv", ".tsv"):
         try:

@@ -23,7 +23,6 @@ import numpy as np
 from hubroute.errors import DataError
 from hubroute.extras import require
 from hubroute.index.base import check_rows, check_vectors
-from hubroute.index.topk import topk
 
 GRAPH = "index-hnsw.usearch"
 VECTORS = "index-vectors-f16.npy"
@@ -134,12 +133,21 @@ class HNSWIndex:
         return rows_out, vals_out
 
     def _exact(self, queries: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k over ``rows`` (the pre-filter path), from the float16 copies."""
-        from hubroute.encoders import matmul_t
+        """Exact top-k over ``rows`` (the pre-filter path): a brute-force float16 scan (usearch's
+        SIMD kernels), its top-k rescored in float32 and ordered by score, then row."""
+        from usearch.index import search
 
-        scores = matmul_t(queries, self.vectors[rows].astype(np.float32))
-        local, vals = topk(scores, k)
-        return rows[local], vals
+        sub = np.ascontiguousarray(self.vectors[rows])
+        found = search(sub, queries.astype(np.float16), min(len(rows), k + 8), "ip", exact=True, threads=self.threads)
+        local = np.asarray(found.keys, dtype=np.int64).reshape(len(queries), -1)
+        rows_out = np.zeros((len(queries), k), np.int64)
+        vals_out = np.zeros((len(queries), k), np.float32)
+        for i in range(len(queries)):
+            cand = rows[local[i]]
+            scores = sub[local[i]].astype(np.float32) @ queries[i]
+            order = np.lexsort((cand, -scores))[:k]
+            rows_out[i], vals_out[i] = cand[order], scores[order]
+        return rows_out, vals_out
 
     def save(self, directory: Path) -> None:
         if self.graph is not None:
