@@ -292,3 +292,35 @@ def test_many_models_retire_and_activate_in_one_request(api, stream):
     assert api.get("/v1/models", params={"status": "retired", "limit": 100}).json()["total"] == 10  # unchanged
     assert api.post("/v1/models/status", json={"model_ids": ids, "status": "sleeping"}).status_code == 422
     assert api.post("/v1/models/status", json={"model_ids": ids, "status": "active"}).json()["changed"] == 10
+
+
+def test_a_restart_does_not_encode_again_the_cards_added_through_the_service(tmp_path, router_dir, monkeypatch):
+    from hubroute.encoders import SentenceTransformerEncoder
+
+    cards = [
+        {
+            "model_id": f"lab/reef-{i}",
+            "domain": "Audio Audio Classification",
+            "text": f"lab/reef-{i}: tells coral reef sound scape number {i} from boat noise in hydrophone audio.",
+        }
+        for i in range(3)
+    ]
+    monkeypatch.setenv("HUBROUTE_CACHE", str(tmp_path / "cache"))  # the service's encoder cache
+    with client(tmp_path / "state", router_dir) as c:
+        assert c.post("/v1/models", json=cards).status_code == 201
+    encoded: list[str] = []
+    original = SentenceTransformerEncoder.encode
+
+    def counting(self, texts, **kw):
+        encoded.extend(texts)
+        return original(self, texts, **kw)
+
+    monkeypatch.setattr(SentenceTransformerEncoder, "encode", counting)
+    with client(tmp_path / "state", None) as c:
+        assert {m["model_id"] for m in c.get("/v1/models", params={"limit": 1000}).json()["models"]} >= {
+            x["model_id"] for x in cards
+        }
+        prompt = {"prompts": cards[1]["text"], "k": 1}
+        assert c.post("/v1/route", json=prompt).json()["results"][0]["models"][0]["model_id"] == "lab/reef-1"
+    assert not any("coral reef" in t for t in encoded[:-1])  # the last text is the routed prompt
+    assert [t for t in encoded if "coral reef" in t] == [cards[1]["text"]]

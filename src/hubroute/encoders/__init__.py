@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hubroute.encoders.base import Encoder, l2_normalise, matmul_t
-from hubroute.encoders.cache import CachedEncoder, EmbeddingCache, default_cache_dir, uncached
+from hubroute.encoders.cache import CachedEncoder, EmbeddingCache, caching, default_cache_dir, uncached
 from hubroute.encoders.runtime import INFERENCE_PRECISIONS, convert_for_inference, prepare_encoder
 from hubroute.encoders.sentence import DEFAULT_ENCODER, SentenceTransformerEncoder, resolve_model_path
 
@@ -40,6 +40,7 @@ __all__ = [
     "EmbeddingCache",
     "Encoder",
     "SentenceTransformerEncoder",
+    "caching",
     "convert_for_inference",
     "default_cache_dir",
     "l2_normalise",

@@ -84,10 +84,18 @@ class CachedEncoder:
         self.hits = 0
         self.misses = 0
         self.enabled = True
+        self._local = threading.local()  # per-thread override of ``enabled`` (see :func:`caching`)
+
+    def rekey(self, name: str) -> None:
+        """Read and write vectors under encoder name ``name`` from now on (an encoder converted
+        for inference gets a cache of its own, so its vectors never mix with the original's)."""
+        self.cache.close()
+        self.name = name
+        self.cache = EmbeddingCache(self.cache.directory, name)
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Encode texts, reading cached vectors and encoding only the misses."""
-        if not self.enabled:
+        if not (self.enabled or getattr(self._local, "forced", False)):
             return self.inner.encode(texts, show_progress=show_progress)
         keys = [EmbeddingCache.key(t) for t in texts]
         found = self.cache.get_many(keys)
@@ -134,6 +142,21 @@ def uncached(owner: object) -> Iterator[None]:
     finally:
         for e in found:
             e.enabled = True
+
+
+@contextmanager
+def caching(owner: object) -> Iterator[None]:
+    """Within the block, and in the calling thread only, every :class:`CachedEncoder` that
+    ``owner`` reports reads and writes its cache even when it is switched off (a service that
+    leaves prompts uncached keeps the vectors of the cards it adds)."""
+    found = [e for e in getattr(owner, "encoders", list)() if isinstance(e, CachedEncoder)]
+    for e in found:
+        e._local.forced = True
+    try:
+        yield
+    finally:
+        for e in found:
+            e._local.forced = False
 
 
 def default_cache_dir() -> Path:

@@ -58,8 +58,8 @@ def convert_for_inference(module: nn.Module, precision: str, cache_dir: str | Pa
 def prepare_encoder(encoder: Encoder, precision: str, cache_dir: str | Path | None = None) -> None:
     """Convert a :class:`SentenceTransformerEncoder` (possibly inside a :class:`CachedEncoder`)
     for inference at ``precision`` (ONNX graphs kept in ``cache_dir``, see
-    :func:`convert_for_inference`); a cache in front of a converted encoder is
-    switched off, so its vectors never mix with full-precision ones."""
+    :func:`convert_for_inference`); a cache in front of a converted encoder is keyed to
+    the converted encoder's name, so its vectors never mix with full-precision ones."""
     inner = encoder.inner if isinstance(encoder, CachedEncoder) else encoder
     if not isinstance(inner, SentenceTransformerEncoder):
         raise HubrouteError(f"cannot convert encoder {type(inner).__name__} for inference")
@@ -67,4 +67,4 @@ def prepare_encoder(encoder: Encoder, precision: str, cache_dir: str | Path | No
     if precision != "fp32":
         inner.name = f"{inner.name}|{precision}"
         if isinstance(encoder, CachedEncoder):
-            encoder.enabled = False
+            encoder.rekey(inner.name)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from hubroute.encoders import CachedEncoder
+from hubroute.encoders import CachedEncoder, caching
 from hubroute.errors import HubrouteError, RegistryError
 from hubroute.hub import ModelCard
 from hubroute.routers import load_router
@@ -132,14 +132,17 @@ class Service:
             return None
 
     def _load(self, version: str) -> Router:
-        """Load a version for serving: registry synced with the store, and embedding caches off
-        (a service sees each prompt once; caching them would only grow the cache file)."""
+        """Load a version for serving, converted for inference, its registry synced with the
+        store. Embedding caches stay on for cards only: a card added through the service is
+        encoded once, not again at every start, while prompts (each seen once) are not kept."""
         router = load_router(self.versions.path(version))
-        sync_registry(router, self.store, log.warning)
+        router = router.prepare_inference(self.config.inference, self.versions.inference_dir(version))
         for enc in router.encoders():
             if isinstance(enc, CachedEncoder):
                 enc.enabled = False
-        return router.prepare_inference(self.config.inference, self.versions.inference_dir(version))
+        with caching(router):
+            sync_registry(router, self.store, log.warning)
+        return router
 
     def _recover_updates(self) -> None:
         """Updates left running by a killed server: stop their worker (only when the process is
@@ -190,14 +193,16 @@ class Service:
             raise Conflict("the same model id appears twice in the request")
         router = self.router
         try:
-            prepared = router.prepare_models(cards)
+            with caching(router):
+                prepared = router.prepare_models(cards)
         except RegistryError as e:
             if "already registered" in str(e):
                 raise Conflict(str(e)) from None
             raise
         with self.lock:
             if self.router is not router:  # a swap happened meanwhile: prepare for the new router
-                prepared = self.router.prepare_models(cards)
+                with caching(self.router):
+                    prepared = self.router.prepare_models(cards)
             taken = [i for i in ids if i in self.router.registry_]
             if taken:
                 raise Conflict(f"model id(s) already registered: {', '.join(taken[:5])}")
