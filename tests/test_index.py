@@ -45,6 +45,15 @@ def test_exact_and_hnsw_agree(data):
     assert np.allclose(ev[same, 0], hv[same, 0], atol=2e-3)  # rescored: close to the exact cosine
 
 
+def test_one_query_at_a_time_through_the_graph(data):
+    rows, queries = data
+    ex, hn = both(rows)
+    for q in queries[:20]:
+        er, _ = ex.search(q[None], 10)
+        hr, hv = hn.search(q[None], 10)
+        assert hr.shape == (1, 10) and overlap(er, hr) >= 0.8 and np.all(np.diff(hv[0]) <= 0)
+
+
 def test_masks_retirements_and_additions(data):
     rows, queries = data
     ex, hn = both(rows[:2000])

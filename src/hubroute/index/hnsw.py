@@ -111,7 +111,8 @@ class HNSWIndex:
         while len(todo):
             found = self.graph.search(queries[todo], fetch, threads=self.threads, exact=False)
             keys = np.asarray(found.keys, dtype=np.int64).reshape(len(todo), -1)
-            counts = np.asarray(found.counts).reshape(-1)
+            # one query gives usearch's Matches (keys cut to what was found), more give BatchMatches
+            counts = np.asarray(found.counts).reshape(-1) if hasattr(found, "counts") else [keys.shape[1]]
             short = []
             for j, qi in enumerate(todo):
                 cand = keys[j, : counts[j]]
