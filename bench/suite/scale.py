@@ -1,14 +1,18 @@
-"""How cost grows with hub size (kind ``scale``): synthetic hubs of 10^4, 10^5 and 10^6 models,
-the exact and the HNSW index side by side in one run.
+"""How cost grows with hub size (kind ``scale``): synthetic hubs of 10^4, 10^5 and 10^6 models, the
+exact and the HNSW index side by side in one run.
 
 For each size: the card vectors are encoded once (streamed, resumable, float16 on disk under
-``work_dir``); the registry is saved and loaded as JSONL and as Parquet and a batch of cards is
-appended to each; each index is built (time, size, peak memory) and searched with the vectors of
-synthetic prompts: one query at a time (p50 / p99, with and without the encoder's time) and in
-batches of 64, recall@1 and recall@10 of HNSW against exact, with no mask and under a domain mask;
-then cards are added and models retired, and routing is checked right after. At the largest size
-a saved router is served by ``hubroute serve``: start time and memory, a request adding cards, one
-retiring models while a client keeps routing.
+``work_dir``). Hubs larger than ``encode_up_to`` take their vectors from the largest encoded hub
+instead (row ``i`` is the encoded row ``i mod m`` plus Gaussian noise, renormalised, with that
+row's domain): encoding 10^6 cards takes hours on two cores, and the index, registry and service
+measurements need vectors of the encoder's distribution, not their texts. The registry is saved
+and loaded as JSONL and as Parquet and a batch of cards is appended to each; each index is built
+(time, size, peak memory) and searched with the vectors of synthetic prompts: one query at a
+time (p50 / p99, with and without the encoder's time) and in batches of 64, recall@1 and
+recall@10 of HNSW against exact, with no mask and under a domain mask; then cards are added and
+models retired, and routing is checked right after. At the largest size a saved router is served
+by ``hubroute serve``: start time and memory, a request adding cards, one retiring models while
+a client keeps routing.
 """
 
 from __future__ import annotations
@@ -170,32 +174,64 @@ def vectors_path(config: dict, n: int) -> Path:
     return folder / f"cards-{n}-{config.get('precision', 'onnx-int8')}.npy"
 
 
+def derived_vectors(config: dict, n: int, base_n: int) -> tuple[Path, np.ndarray]:
+    """Card vectors of an ``n``-model hub made from the encoded ``base_n``-model hub's: row ``i``
+    is base row ``i mod base_n`` plus Gaussian noise of norm ``derive_noise`` (0.35: cosine about
+    0.94 to its base row), renormalised; written float16 beside the encoded files. Returns the
+    path and the domain of every row (its base card's)."""
+    base = np.load(vectors_path(config, base_n), mmap_mode="r")
+    folder = vectors_path(config, n).parent
+    path = folder / f"cards-{n}-derived-from-{base_n}-{config.get('precision', 'onnx-int8')}.npy"
+    done = path.with_name(path.name + ".done")
+    if not done.is_file():
+        out = np.lib.format.open_memmap(path, mode="w+", dtype="float16", shape=(n, base.shape[1]))
+        noise = float(config.get("derive_noise", 0.35)) / np.sqrt(base.shape[1])
+        for start in range(0, n, 65536):
+            rows = np.arange(start, min(n, start + 65536))
+            v = base[rows % base_n].astype(np.float32)
+            v += np.random.default_rng(start).normal(0.0, noise, v.shape).astype(np.float32)
+            out[rows] = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float16)
+        out.flush()
+        del out
+        done.write_text(str(n))
+    base_cfg = SynthConfig(models=base_n, seed=0)
+    base_domains = np.array([synthetic_card(base_cfg, i).domain for i in range(base_n)], dtype=object)
+    return path, base_domains[np.arange(n) % base_n]
+
+
 def one_size(
     n: int, config: dict, work: Path, encoder: Any, queries: list[tuple[str, str, str]], qv: np.ndarray, encode_s: float
 ) -> dict[str, Any]:
     """Every measurement at one hub size."""
     cfg = SynthConfig(models=n, seed=0)
-    vec_path = vectors_path(config, n)
-    done = vec_path.with_name(vec_path.name + ".done")
-    cached = int(done.read_text()) if done.is_file() and vec_path.is_file() else 0
-    t = time.perf_counter()
-    vectors = encode_to_file(
-        lambda a, b: [synthetic_card(cfg, i).text for i in range(a, b)],
-        n,
-        encoder,
-        vec_path,
-        description=f"cards of {n}",
-    )
-    encode_cards_s = time.perf_counter() - t
-    result: dict[str, Any] = {"models": n, "encode_cards_s": encode_cards_s, "encode_cached_rows": cached}
     cards = [synthetic_card(cfg, i) for i in range(n)]
+    domains = np.array([c.domain for c in cards], dtype=object)
+    base_n = int(config.get("encode_up_to", 0))
+    if base_n and n > base_n:
+        t = time.perf_counter()
+        vec_path, domains = derived_vectors(config, n, base_n)
+        result: dict[str, Any] = {"models": n, "derived_from": base_n, "derive_s": time.perf_counter() - t}
+        vectors = np.load(vec_path, mmap_mode="r")
+    else:
+        vec_path = vectors_path(config, n)
+        done = vec_path.with_name(vec_path.name + ".done")
+        cached = int(done.read_text()) if done.is_file() and vec_path.is_file() else 0
+        t = time.perf_counter()
+        vectors = encode_to_file(
+            lambda a, b: [synthetic_card(cfg, i).text for i in range(a, b)],
+            n,
+            encoder,
+            vec_path,
+            description=f"cards of {n}",
+        )
+        result = {"models": n, "encode_cards_s": time.perf_counter() - t, "encode_cached_rows": cached}
+    result["vectors_path"] = str(vec_path)
     reg = Registry()
     reg.add_unchecked(cards)
     more = [synthetic_card(SynthConfig(models=n + 1000, seed=0), i) for i in range(n, n + 1000)]
     more = [c for c in more if c.model_id not in reg][:1000]
     result["registry"] = registry_formats(reg, more, work)
     reg.truncate(n)
-    domains = np.array([c.domain for c in cards], dtype=object)
     query_domains = [d for _, _, d in queries]
     vecs = np.asarray(vectors, dtype=np.float32)
     vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
@@ -204,6 +240,9 @@ def one_size(
     if n == int(config.get("compare_libraries_at", 0)):
         result["libraries"] = compare_libraries(vecs, qv, config, work)
         print("libraries", json.dumps(result["libraries"]), flush=True)
+    if n in [int(x) for x in config.get("sweep_at", [config.get("compare_libraries_at", 0)])]:
+        result["sweep"] = settings_sweep(vecs, qv, config)
+        print("sweep", json.dumps(result["sweep"]), flush=True)
     indexes = {"exact": ExactIndex(), "hnsw": HNSWIndex(**config.get("hnsw", {}))}
     found: dict[str, dict[str, Any]] = {}
     for name, index in indexes.items():
@@ -333,8 +372,13 @@ def compare_libraries(vecs: np.ndarray, qv: np.ndarray, config: dict, work: Path
     A library that is not installed is recorded as such (``pip install -e ".[bench]"``)."""
     import importlib.util
 
+    defaults = HNSWIndex()
     opts = config.get("hnsw", {})
-    m, ef_add, ef = opts.get("connectivity", 16), opts.get("expansion_add", 128), opts.get("expansion_search", 256)
+    m = opts.get("connectivity", defaults.connectivity)
+    ef_add, ef = (
+        opts.get("expansion_add", defaults.expansion_add),
+        opts.get("expansion_search", defaults.expansion_search),
+    )
     truth = ExactIndex()
     truth.build(vecs)
     exact_rows, _ = truth.search(qv, 10)
@@ -367,6 +411,34 @@ def compare_libraries(vecs: np.ndarray, qv: np.ndarray, config: dict, work: Path
         }
         path.unlink()
         del index
+    return out
+
+
+def settings_sweep(vecs: np.ndarray, qv: np.ndarray, config: dict) -> list[dict[str, Any]]:
+    """hubroute's HNSW index (pre-filter off) at each ``connectivity`` and ``expansion_search``
+    of ``[sweep]``: build time, recall@1 and recall@10 against exact, one-query p50 / p99."""
+    sweep = config.get("sweep", {})
+    truth = ExactIndex()
+    truth.build(vecs)
+    exact, _ = truth.search(qv, 10)
+    out = []
+    for m in sweep.get("connectivity", [16, 32]):
+        index = HNSWIndex(**(config.get("hnsw", {}) | {"connectivity": m, "prefilter_rows": 0, "prefilter_share": 0.0}))
+        t = time.perf_counter()
+        index.build(vecs)
+        build_s = time.perf_counter() - t
+        for ef in sweep.get("expansion_search", [256, 512, 1024]):
+            index.graph.expansion_search = ef
+            rows, _ = index.search(qv, 10)
+            singles = []
+            for q in qv[: config.get("singles", 300)]:
+                t = time.perf_counter()
+                index.search(q[None], 10)
+                singles.append(time.perf_counter() - t)
+            out.append(
+                {"connectivity": m, "expansion_search": ef, "build_s": build_s, "recall_at1": recall(exact, rows, 1),
+                 "recall_at10": recall(exact, rows, 10), **percentiles(singles)}
+            )  # fmt: skip
     return out
 
 
@@ -436,6 +508,21 @@ def serve_at_scale(n: int, config: dict, work: Path, vectors_path: Path) -> dict
             out["retired_returned"] = sum(m["model_id"] in set(ids) for r in hits for m in r["models"])
     finally:
         stop(proc)
+    # a restart serves the state folder's current version: no import, the changes kept
+    t = time.perf_counter()
+    proc, url = start(work / "state", None, "--inference", "onnx-int8", timeout_s=900)
+    out["restart_s"] = time.perf_counter() - t
+    try:
+        out["restart_rss_mib"] = psutil.Process(proc.pid).memory_info().rss / 2**20
+        with httpx.Client(base_url=url, timeout=120) as c:
+            hits = c.post("/v1/route", json={"prompts": queries[:50], "k": 50}).json()["results"]
+            out["restart_retired_returned"] = sum(m["model_id"] in set(ids) for r in hits for m in r["models"])
+            top = c.post("/v1/route", json={"prompts": [x.text for x in new[:20]], "k": 1}).json()["results"]
+            out["restart_new_cards_found_top1"] = float(
+                np.mean([r["models"][0]["model_id"] == x.model_id + "-new" for r, x in zip(top, new, strict=False)])
+            )
+    finally:
+        stop(proc)
     return out
 
 
@@ -444,7 +531,7 @@ def run(config: dict[str, Any], out: Path, args: Any) -> None:
     sizes = [int(s) for s in config["sizes"]]
     if args.max_examples:
         sizes = sorted({min(s, args.max_examples * 100) for s in sizes})
-        config = config | {"compare_libraries_at": max(sizes)}
+        config = config | {"compare_libraries_at": max(sizes), "sweep_at": [max(sizes)]}
     work = Path(tempfile.mkdtemp(prefix="hubroute-scale-"))
     machine = Machine()
     encoder = scale_encoder(config)
@@ -455,10 +542,15 @@ def run(config: dict[str, Any], out: Path, args: Any) -> None:
         encoder.encode([q])
     encode_s = (time.perf_counter() - t) / 64
     qv = encoder.encode([q for q, _, _ in queries])
+    sample = [synthetic_card(cfg_q, i).text for i in range(1024)]
+    t = time.perf_counter()
+    encoder.encode(sample)
+    cards_per_s = len(sample) / (time.perf_counter() - t)
     payload: dict[str, Any] = {
         "command": command_line(),
         "config": config,
         "encoder_single_ms": 1000 * encode_s,
+        "encoder_cards_per_s": cards_per_s,
         "sizes": {},
     }
     try:
@@ -476,7 +568,7 @@ def run(config: dict[str, Any], out: Path, args: Any) -> None:
             shutil.rmtree(sub, ignore_errors=True)
         if config.get("serve", True):
             n = max(sizes)
-            vec = vectors_path(config, n)
+            vec = Path(payload["sizes"][str(n)]["vectors_path"])
             payload["service"] = serve_at_scale(n, config, work / "serve", vec)
             print("service", payload["service"], flush=True)
     finally:
@@ -511,13 +603,17 @@ def service_line(svc: dict) -> str:
     during = svc["route_during_changes"]
     return (
         f"`hubroute serve` on {svc['models']:,} models (dense router, HNSW index and Parquet registry "
-        f"saved with it, onnx-int8): ready in {svc['start_s']:.1f} s, RSS {svc['rss_mib']:.0f} MiB; "
+        f"saved with it, onnx-int8): the first start (importing the router into the state folder) was "
+        f"ready in {svc['start_s']:.1f} s, RSS {svc['rss_mib']:.0f} MiB; "
         f"one prompt idle p50 {svc['route_idle']['p50_ms']:.1f} ms / p99 {svc['route_idle']['p99_ms']:.1f} ms. "
         f"Adding 1,000 cards in one request took {svc['add_1000_s']:.1f} s and retiring 10,000 models "
         f"{svc['retire_10000_s']:.2f} s, while a client routed {during['requests']} requests "
         f"(p50 {during['p50_ms']:.1f} ms, p99 {during['p99_ms']:.1f} ms, max {during['max_ms']:.0f} ms); "
         f"new cards came first for {100 * svc['new_cards_found_top1']:.0f} % of their own texts; "
-        f"{svc['retired_returned']} retired model(s) were returned afterwards."
+        f"{svc['retired_returned']} retired model(s) were returned afterwards. A restart on the same state "
+        f"folder was ready in {svc['restart_s']:.1f} s (RSS {svc['restart_rss_mib']:.0f} MiB), returned "
+        f"{svc['restart_retired_returned']} retired model(s) and put the new cards first for "
+        f"{100 * svc['restart_new_cards_found_top1']:.0f} % of their texts."
     )
 
 
@@ -528,7 +624,9 @@ def markdown(config: dict, payload: dict) -> str:
     lines += [
         f"Synthetic hubs (`hubroute data synth`), all-MiniLM-L6-v2 vectors (384-d) of cards and prompts, "
         f"{config.get('queries', 512)} synthetic prompts; encoding one prompt takes "
-        f"{payload['encoder_single_ms']:.1f} ms ({config.get('precision', 'onnx-int8')}). HNSW options: "
+        f"{payload['encoder_single_ms']:.1f} ms and the encoder takes "
+        f"{payload.get('encoder_cards_per_s', 0):.0f} cards per second "
+        f"({config.get('precision', 'onnx-int8')}). HNSW options: "
         f"`{json.dumps(config.get('hnsw', {}))}` (usearch, i8 graph, float16 rescoring).",
         "",
         tables.markdown(
@@ -573,10 +671,23 @@ def markdown(config: dict, payload: dict) -> str:
         ),
         "",
         tables.markdown(
-            ["models", "encode cards s", "rows encoded by an earlier run"],
-            [[f"{int(n):,}", r["encode_cards_s"], r.get("encode_cached_rows", 0)] for n, r in sizes.items()],
+            ["models", "card vectors", "s", "rows encoded by an earlier run"],
+            [
+                [f"{int(n):,}", "encoded", r["encode_cards_s"], r.get("encode_cached_rows", 0)]
+                if "derived_from" not in r
+                else [f"{int(n):,}", f"derived from the {r['derived_from']:,}-model hub's", r["derive_s"], ""]
+                for n, r in sizes.items()
+            ],
         ),
     ]
+    if any("derived_from" in r for r in sizes.values()):
+        lines += [
+            "",
+            "Derived vectors: row *i* is the encoded row *i* mod *m* of the largest encoded hub plus "
+            f"Gaussian noise of norm {config.get('derive_noise', 0.35)}, renormalised, with that row's domain "
+            "(so each encoded card has near-copies, which makes top-10 recall harder, not easier). Encoding "
+            "every card of such a hub at the rate above takes hours on two cores.",
+        ]
     if any("bm25" in r for r in sizes.values()):
         lines += [
             "",
@@ -607,6 +718,23 @@ def markdown(config: dict, payload: dict) -> str:
                         [name, x["build_s"], x["file_mib"], x["build_rss_growth_mib"], x["p50_ms"], x["p99_ms"],
                          f"{x['recall_at10']:.3f}"] if x["installed"] else [name, "not installed", "", "", "", "", ""]
                         for name, x in lib["libraries"].items()
+                    ],
+                ),
+            ]  # fmt: skip
+        if "sweep" in r:
+            lines += [
+                "",
+                f"hubroute's HNSW index ({config.get('hnsw', {}).get('dtype', HNSWIndex().dtype)} graph, float16 "
+                f"rescoring, pre-filter off) "
+                f"on the same {int(n):,} vectors by connectivity (M) and expansion_search (ef); the library "
+                f"defaults are M={HNSWIndex().connectivity}, ef={HNSWIndex().expansion_search}:",
+                "",
+                tables.markdown(
+                    ["M", "ef", "build s", "recall@1", "recall@10", "top-10 p50 ms", "top-10 p99 ms"],
+                    [
+                        [x["connectivity"], x["expansion_search"], x["build_s"], f"{x['recall_at1']:.3f}",
+                         f"{x['recall_at10']:.3f}", x["p50_ms"], x["p99_ms"]]
+                        for x in r["sweep"]
                     ],
                 ),
             ]  # fmt: skip

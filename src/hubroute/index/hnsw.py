@@ -32,15 +32,16 @@ META = "index.json"
 class HNSWIndex:
     """The HNSW index (see the module docstring): ``connectivity`` (M), ``expansion_add`` and
     ``expansion_search`` (ef at build and search time), ``dtype`` of the graph's vectors,
-    ``threads`` (0: every core)."""
+    ``threads`` (0: every core). The defaults were chosen by the settings sweep of the ``scale``
+    benchmark (bench/results/scale)."""
 
     kind = "hnsw"
 
     def __init__(
         self,
-        connectivity: int = 16,
+        connectivity: int = 32,
         expansion_add: int = 128,
-        expansion_search: int = 256,
+        expansion_search: int = 512,
         dtype: str = "i8",
         prefilter_rows: int = 20_000,
         prefilter_share: float = 0.02,
