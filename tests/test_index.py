@@ -133,3 +133,36 @@ def test_routers_route_through_the_index(small_stream, encoder, tmp_path):
         assert np.array_equal(c[0], d[0])
     dense = DenseCardRouter(encoder, domain_weight=1.5, index="hnsw")
     assert not dense.uses_index()  # the domain prior needs every card's cosine: exact
+
+
+def test_row_tables_grow_without_copying_themselves():
+    from hubroute.rowtable import append_rows, with_room
+
+    table = with_room(np.arange(12.0, dtype=np.float32).reshape(4, 3))
+    grown = append_rows(table, np.ones((2, 3)))
+    assert grown.dtype == np.float32 and grown.shape == (6, 3)
+    assert np.shares_memory(grown, table)  # written into the spare rows, not copied
+    assert np.array_equal(grown[:4], table) and (grown[4:] == 1).all()
+    # an older, shorter view grows into a buffer of its own: the newer table's rows stay
+    forked = append_rows(table, np.full((2, 3), 7.0))
+    assert not np.shares_memory(forked, grown)
+    assert (grown[4:] == 1).all() and (forked[4:] == 7).all()
+    with pytest.raises(ValueError, match="do not fit"):
+        append_rows(table, np.ones((1, 4)))
+
+
+def test_adding_a_few_models_does_not_copy_the_vector_tables(data):
+    from hubroute.hub import ModelCard
+    from hubroute.routers import DenseCardRouter
+    from hubroute.routers.base import PreparedModels
+
+    rows, _ = data
+    cards = [ModelCard(model_id=f"m/{i}", domain="d", family="f", text=f"model {i}") for i in range(len(rows))]
+    router = DenseCardRouter(index="hnsw")
+    router.commit_models(PreparedModels(cards[:2000], rows[:2000], 0))
+    index = router.model_index()
+    before, index_before = router.card_vectors_, index.vectors
+    router.commit_models(PreparedModels(cards[2000:2010], rows[2000:2010], 2000))
+    index = router.model_index()
+    assert np.shares_memory(router.card_vectors_, before) and np.shares_memory(index.vectors, index_before)
+    assert len(router.card_vectors_) == len(index.vectors) == 2010

@@ -9,6 +9,7 @@ import numpy as np
 
 from hubroute.index.base import check_rows, check_vectors
 from hubroute.index.topk import topk
+from hubroute.rowtable import append_rows, with_room
 
 VECTORS = "index-vectors.npy"
 META = "index.json"
@@ -28,16 +29,16 @@ class ExactIndex:
         return len(self.active)
 
     def build(self, vectors: np.ndarray, active: np.ndarray | None = None) -> None:
-        self.vectors = check_vectors(vectors, None)
-        self.active = np.ones(len(self.vectors), bool) if active is None else np.asarray(active, bool).copy()
+        self.vectors = with_room(check_vectors(vectors, None))  # rows added later are written, not copied
+        self.active = with_room(np.ones(len(self.vectors), bool) if active is None else np.asarray(active, bool))
 
     def add(self, rows: np.ndarray, vectors: np.ndarray) -> None:
         rows = np.asarray(rows, np.int64)
         if len(rows) and (rows[0] != len(self) or np.any(np.diff(rows) != 1)):
             raise ValueError(f"rows must continue the index at {len(self)}")
         vectors = check_vectors(vectors, self.vectors.shape[1] if len(self) else None)
-        self.vectors = np.concatenate([self.vectors, vectors]) if len(self) else vectors
-        self.active = np.concatenate([self.active, np.ones(len(vectors), bool)])
+        self.vectors = append_rows(self.vectors, vectors) if len(self) else vectors
+        self.active = append_rows(self.active, np.ones(len(vectors), bool))
 
     def set_active(self, rows: np.ndarray, active: bool) -> None:
         self.active[check_rows(rows, len(self))] = active

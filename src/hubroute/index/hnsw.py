@@ -23,6 +23,7 @@ import numpy as np
 from hubroute.errors import DataError
 from hubroute.extras import require
 from hubroute.index.base import check_rows, check_vectors
+from hubroute.rowtable import append_rows, with_room
 
 GRAPH = "index-hnsw.usearch"
 VECTORS = "index-vectors-f16.npy"
@@ -73,8 +74,8 @@ class HNSWIndex:
     def build(self, vectors: np.ndarray, active: np.ndarray | None = None) -> None:
         vectors = check_vectors(vectors, None)
         self.graph = self._new_graph(vectors.shape[1])
-        self.vectors = vectors.astype(np.float16)
-        self.active = np.ones(len(vectors), bool) if active is None else np.asarray(active, bool).copy()
+        self.vectors = with_room(vectors.astype(np.float16))  # rows added later are written, not copied
+        self.active = with_room(np.ones(len(vectors), bool) if active is None else np.asarray(active, bool))
         if len(vectors):
             self.graph.add(np.arange(len(vectors), dtype=np.uint64), vectors, threads=self.threads)
 
@@ -86,10 +87,8 @@ class HNSWIndex:
         if self.graph is None:
             self.graph = self._new_graph(vectors.shape[1])
         self.graph.add(rows.astype(np.uint64), vectors, threads=self.threads)
-        self.vectors = (
-            np.concatenate([self.vectors, vectors.astype(np.float16)]) if len(self) else vectors.astype(np.float16)
-        )
-        self.active = np.concatenate([self.active, np.ones(len(rows), bool)])
+        self.vectors = append_rows(self.vectors, vectors) if len(self) else vectors.astype(np.float16)
+        self.active = append_rows(self.active, np.ones(len(rows), bool))
 
     def set_active(self, rows: np.ndarray, active: bool) -> None:
         self.active[check_rows(rows, len(self))] = active

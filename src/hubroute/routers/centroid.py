@@ -22,6 +22,7 @@ from hubroute.hub import Experience, ModelCard, Registry
 from hubroute.routers.base import Router
 from hubroute.routers.encoded import FrozenEncoderMixin
 from hubroute.routers.indexed import IndexedRouter
+from hubroute.rowtable import append_rows
 
 STATE_FILE = "centroids.safetensors"
 
@@ -83,9 +84,9 @@ class CentroidRouter(IndexedRouter, FrozenEncoderMixin, Router):
             self.card_vectors_ = np.zeros((0, dim), np.float32)
             self.sums_ = np.zeros((0, dim), np.float64)
             self.counts_ = np.zeros(0, np.int64)
-        self.card_vectors_ = np.concatenate([self.card_vectors_, vecs])
-        self.sums_ = np.concatenate([self.sums_, np.zeros((len(rows), dim))])
-        self.counts_ = np.concatenate([self.counts_, np.zeros(len(rows), np.int64)])
+        self.card_vectors_ = append_rows(self.card_vectors_, vecs)
+        self.sums_ = append_rows(self.sums_, np.zeros((len(rows), dim)))
+        self.counts_ = append_rows(self.counts_, np.zeros(len(rows), np.int64))
         self._centroids = None
 
     def _learn(self, experience: Experience) -> None:

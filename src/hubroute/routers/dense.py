@@ -17,6 +17,7 @@ from hubroute.routers.base import Router
 from hubroute.routers.encoded import FrozenEncoderMixin
 from hubroute.routers.fusion import zscore
 from hubroute.routers.indexed import IndexedRouter
+from hubroute.rowtable import append_rows, with_room
 
 STATE_FILE = "card_vectors.safetensors"
 DOMAIN_POOLS = ("lse", "centroid")
@@ -74,7 +75,7 @@ class DenseCardRouter(IndexedRouter, FrozenEncoderMixin, Router):
 
     def _commit_rows(self, rows: np.ndarray, vecs: np.ndarray) -> None:
         base = self.card_vectors_ if self.card_vectors_ is not None else np.zeros((0, vecs.shape[1]), np.float32)
-        self.card_vectors_ = np.concatenate([base, vecs])
+        self.card_vectors_ = append_rows(base, vecs)
 
     def encode_prompts(self, prompts: Sequence[str]) -> np.ndarray:
         """Unit prompt vectors."""
@@ -149,5 +150,5 @@ class DenseCardRouter(IndexedRouter, FrozenEncoderMixin, Router):
         vecs = load_file(str(path))["card_vectors"]
         if vecs.shape[0] != len(self.registry_):
             raise DataError(f"{vecs.shape[0]} card vectors for {len(self.registry_)} registry rows", path)
-        self.card_vectors_ = vecs
+        self.card_vectors_ = with_room(vecs)
         self._load_index(directory)
