@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("experiment", help="A config name from bench/configs.")
     r.add_argument("--data", default=None, help="CMRBench folder (default: ../shared/cmrbench).")
     r.add_argument("--out", default=None, help="Results folder (default: bench/results/EXPERIMENT).")
-    r.add_argument("--only", nargs="*", default=None, help="Run only these labels.")
+    r.add_argument("--only", nargs="*", default=None, help="Run only these labels (scale: hub sizes, or service).")
     r.add_argument("--resume", action="store_true", help="Keep the runs already in results.json.")
     r.add_argument("--max-examples", type=int, default=None, help="Quick check: first N records per split.")
     rep = sub.add_parser("report", help="Write the README results table and docs/results.md from results.json files.")

@@ -12,7 +12,8 @@ time (p50 / p99, with and without the encoder's time) and in batches of 64, reca
 recall@10 of HNSW against exact, with no mask and under a domain mask; then cards are added and
 models retired, and routing is checked right after. At the largest size a saved router is served
 by ``hubroute serve``: start time and memory, a request adding cards, one retiring models while
-a client keeps routing.
+a client keeps routing. ``--resume`` keeps what results.json holds and measures the rest;
+with ``--only`` it measures the sizes named (or ``service``) again.
 """
 
 from __future__ import annotations
@@ -553,8 +554,16 @@ def run(config: dict[str, Any], out: Path, args: Any) -> None:
         "encoder_cards_per_s": cards_per_s,
         "sizes": {},
     }
+    # --resume keeps the parts already measured; --only SIZE... or service measures those again
+    resumed = args.resume and (out / "results.json").is_file()
+    only = set(args.only or [])
+    if resumed:
+        payload = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        payload.setdefault("resumed_by", []).append(command_line())
     try:
         for n in sizes:
+            if resumed and str(n) in payload["sizes"] and str(n) not in only:
+                continue
             sub = work / str(n)
             sub.mkdir()
             payload["sizes"][str(n)] = one_size(n, config, sub, encoder, queries, qv, encode_s)
@@ -563,17 +572,23 @@ def run(config: dict[str, Any], out: Path, args: Any) -> None:
                 json.dumps({k: v for k, v in payload["sizes"][str(n)].items() if k in ("exact", "hnsw", "recall")}),
                 flush=True,
             )
-            payload["machine"] = machine.record()
+            if resumed:
+                payload["sizes"][str(n)]["machine"] = machine.record()
+            else:
+                payload["machine"] = machine.record()
             write(out, payload, markdown(config, payload))
             shutil.rmtree(sub, ignore_errors=True)
-        if config.get("serve", True):
+        if config.get("serve", True) and (not resumed or "service" not in payload or "service" in only):
             n = max(sizes)
             vec = Path(payload["sizes"][str(n)]["vectors_path"])
             payload["service"] = serve_at_scale(n, config, work / "serve", vec)
+            if resumed:
+                payload["service"]["machine"] = machine.record() | {"command": command_line()}
             print("service", payload["service"], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    payload["machine"] = machine.record()
+    if not resumed:
+        payload["machine"] = machine.record()
     write(out, payload, markdown(config, payload))
 
 
@@ -614,6 +629,11 @@ def service_line(svc: dict) -> str:
         f"folder was ready in {svc['restart_s']:.1f} s (RSS {svc['restart_rss_mib']:.0f} MiB), returned "
         f"{svc['restart_retired_returned']} retired model(s) and put the new cards first for "
         f"{100 * svc['restart_new_cards_found_top1']:.0f} % of their texts."
+    ) + (
+        f" (Measured again by `{svc['machine']['command']}`; other processes used "
+        f"{100 * svc['machine']['other_processes_cpu_share']:.0f} % of the CPU meanwhile.)"
+        if "machine" in svc
+        else ""
     )
 
 
