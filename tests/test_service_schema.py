@@ -11,6 +11,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
+from schemathesis.config import SchemathesisConfig
 
 from hubroute.data.synth import SynthConfig, synth_stream
 from hubroute.routers import CentroidRouter
@@ -19,6 +20,7 @@ from hubroute.service.config import ServiceConfig
 
 pytestmark = pytest.mark.slow
 EXCLUDED = [schemathesis.checks.ignored_auth, schemathesis.checks.positive_data_acceptance]
+CONFIG = SchemathesisConfig.from_path(Path(__file__).parents[1] / "schemathesis.toml")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def app(tmp_path_factory, encoder):
 
 @pytest.mark.parametrize("mode", list(schemathesis.GenerationMode), ids=str)
 def test_every_operation_answers_as_documented(app, mode):
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)
     statuses: Counter[int] = Counter()
     operations = [r.ok() for r in schema.get_all_operations()]
     assert len(operations) >= 12

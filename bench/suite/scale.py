@@ -559,7 +559,8 @@ def run(config: dict[str, Any], out: Path, args: Any) -> None:
     only = set(args.only or [])
     if resumed:
         payload = json.loads((out / "results.json").read_text(encoding="utf-8"))
-        payload.setdefault("resumed_by", []).append(command_line())
+        if command_line() not in payload.setdefault("resumed_by", []):
+            payload["resumed_by"].append(command_line())
     try:
         for n in sizes:
             if resumed and str(n) in payload["sizes"] and str(n) not in only:
