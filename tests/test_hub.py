@@ -113,3 +113,13 @@ def test_cards_with_unstorable_text_are_refused_and_nothing_is_added():
         with pytest.raises(RegistryError):
             reg.add([card(5), bad])
     assert len(reg) == 1
+
+
+def test_a_card_dict_holds_every_field_and_copies_extra():
+    from dataclasses import fields
+
+    card = ModelCard("lab/m", "fam", "Audio Audio Classification", "text", 7, {"tags": ["a"]})
+    d = card.to_dict()
+    assert list(d) == [f.name for f in fields(ModelCard)] and ModelCard.from_dict(d) == card
+    d["extra"]["tags"].append("b")
+    assert card.extra == {"tags": ["a"]}

@@ -166,3 +166,19 @@ def test_adding_a_few_models_does_not_copy_the_vector_tables(data):
     index = router.model_index()
     assert np.shares_memory(router.card_vectors_, before) and np.shares_memory(index.vectors, index_before)
     assert len(router.card_vectors_) == len(index.vectors) == 2010
+
+
+def test_a_loaded_index_makes_room_before_an_add(data, tmp_path):
+    rows, _ = data
+    built = HNSWIndex()
+    built.build(rows[:2000])
+    built.save(tmp_path)
+    index = HNSWIndex()
+    index.load(tmp_path)  # the float16 table is memory-mapped
+    index.reserve(10)
+    reserved = index.vectors
+    assert not isinstance(reserved.base, np.memmap) and len(reserved) == 2000
+    index.add(np.arange(2000, 2010), rows[2000:2010])
+    assert np.shares_memory(index.vectors, reserved) and len(index.vectors) == 2010
+    found, _ = index.search(rows[2000:2010], 1)
+    assert (found[:, 0] == np.arange(2000, 2010)).all()

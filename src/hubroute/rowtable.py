@@ -51,3 +51,20 @@ def with_room(table: np.ndarray) -> np.ndarray:
     """``table`` copied into a buffer with spare rows (for a table just loaded from disk, so the
     first rows added later are written, not the whole table copied)."""
     return append_rows(table, table[:0])
+
+
+def reserve_rows(table: np.ndarray, extra: int) -> np.ndarray:
+    """``table`` with room for ``extra`` more rows behind it: itself when its buffer has that room
+    already, else a copy in a larger buffer (do this outside any lock that readers wait on, so
+    the later :func:`append_rows` only writes)."""
+    buf = table.base
+    if (
+        isinstance(buf, np.ndarray)
+        and _handed_out.get(id(buf)) == len(table)
+        and len(buf) >= len(table) + extra
+        and table.ctypes.data == buf.ctypes.data
+    ):
+        return table
+    grown = append_rows(table, np.zeros((extra, *table.shape[1:]), table.dtype))
+    _handed_out[id(grown.base)] = len(table)
+    return grown[: len(table)]

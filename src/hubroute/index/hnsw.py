@@ -16,6 +16,7 @@ Added rows are inserted into the graph without a rebuild.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from hubroute.errors import DataError
 from hubroute.extras import require
 from hubroute.index.base import check_rows, check_vectors
-from hubroute.rowtable import append_rows, with_room
+from hubroute.rowtable import append_rows, reserve_rows, with_room
 
 GRAPH = "index-hnsw.usearch"
 VECTORS = "index-vectors-f16.npy"
@@ -53,6 +54,7 @@ class HNSWIndex:
         self.dtype, self.threads = dtype, threads
         self.prefilter_rows, self.prefilter_share = prefilter_rows, prefilter_share
         self.graph = None
+        self._grow = threading.Lock()  # add and reserve replace the vector table one at a time
         self.vectors: np.ndarray = np.zeros((0, 0), np.float16)
         self.active: np.ndarray = np.zeros(0, bool)
 
@@ -79,7 +81,18 @@ class HNSWIndex:
         if len(vectors):
             self.graph.add(np.arange(len(vectors), dtype=np.uint64), vectors, threads=self.threads)
 
+    def reserve(self, extra: int) -> None:
+        """Make room for ``extra`` more rows in the float16 table (after a load it is memory-mapped,
+        and the first add would copy it), so a later :meth:`add` only writes them."""
+        with self._grow:
+            if len(self):
+                self.vectors = reserve_rows(self.vectors, extra)
+
     def add(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        with self._grow:
+            self._add(rows, vectors)
+
+    def _add(self, rows: np.ndarray, vectors: np.ndarray) -> None:
         rows = np.asarray(rows, np.int64)
         if len(rows) and (rows[0] != len(self) or np.any(np.diff(rows) != 1)):
             raise ValueError(f"rows must continue the index at {len(self)}")

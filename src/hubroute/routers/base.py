@@ -142,6 +142,10 @@ class Router(ABC):
             raise
         return rows.tolist()
 
+    def reserve(self, extra: int) -> None:
+        """Make room for ``extra`` more rows ahead of :meth:`commit_models`, so the commit only
+        writes them (a service calls this outside its routing lock); the default needs none."""
+
     def _prepare_rows(self, cards: list[ModelCard]) -> Any:
         """Per-row state for new ``cards`` (e.g. their embeddings), computed without changing
         the router; the default needs none."""

@@ -72,6 +72,11 @@ class IndexedRouter:
         self.index_ = None
         self._index_rows = 0
 
+    def reserve(self, extra: int) -> None:
+        """Make room in the built index for ``extra`` more rows (see :meth:`Router.reserve`)."""
+        if self.index_ is not None and hasattr(self.index_, "reserve"):
+            self.index_.reserve(extra)
+
     def model_index(self) -> Any:
         """The approximate index, built or extended to the registry's rows."""
         n = len(self.registry_)

@@ -195,6 +195,7 @@ class Service:
         try:
             with caching(router):
                 prepared = router.prepare_models(cards)
+            router.reserve(len(cards))  # a large table grows here, not under the routing lock
         except RegistryError as e:
             if "already registered" in str(e):
                 raise Conflict(str(e)) from None
