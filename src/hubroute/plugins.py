@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from hubroute.errors import HubrouteError
@@ -188,3 +189,18 @@ class ComponentTable(Generic[T]):
         cls = self.resolve(name)
         check_params(cls, params, f"{self.what} {name!r}")
         return cls(**params)
+
+
+def lazy_exports(module: str, where: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for package ``module`` whose public names (``where``:
+    name -> defining module) are imported on first use and then kept in its namespace."""
+    names = sorted(where)
+
+    def getattr_(name: str) -> Any:
+        if name not in where:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(where[name]), name)
+        setattr(sys.modules[module], name, value)
+        return value
+
+    return getattr_, lambda: names

@@ -4,8 +4,7 @@ Names are imported on first use, so ``from hubroute.continual import STRATEGIES`
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hubroute.plugins import lazy_exports
 
 _WHERE = {
     "Anchor": "hubroute.continual.anchoring",
@@ -32,15 +31,4 @@ _WHERE = {
 }
 
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'hubroute.continual' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
