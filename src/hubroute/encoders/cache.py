@@ -6,15 +6,16 @@ import hashlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from hubroute.encoders.base import Encoder
+from hubroute.encoders.base import Encoder, encode_queries
 
 CHUNK = 4096  # misses encoded and stored per step
+QUERY_SALT = b"\x00query\x00"  # prefix of the cache keys of texts encoded as prompts
 
 
 class EmbeddingCache:
@@ -37,9 +38,9 @@ class EmbeddingCache:
         self._db.commit()
 
     @staticmethod
-    def key(text: str) -> bytes:
-        """Cache key of one text."""
-        return hashlib.sha256(text.encode("utf-8")).digest()
+    def key(text: str, salt: bytes = b"") -> bytes:
+        """Cache key of one text (``salt`` keeps texts encoded in another role apart)."""
+        return hashlib.sha256(salt + text.encode("utf-8")).digest()
 
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """Vectors found for ``keys`` (missing keys are absent from the result)."""
@@ -78,6 +79,7 @@ class CachedEncoder:
 
     def __init__(self, encoder: Encoder, cache_dir: str | Path):
         self.inner = encoder
+        self.spec = getattr(encoder, "spec", None)
         self.name = encoder.name
         self.dim = encoder.dim
         self.cache = EmbeddingCache(cache_dir, encoder.name)
@@ -95,16 +97,26 @@ class CachedEncoder:
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Encode texts, reading cached vectors and encoding only the misses."""
+        return self._through_cache(list(texts), lambda ts: self.inner.encode(ts, show_progress=show_progress), b"")
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode texts as prompts (see :func:`~hubroute.encoders.base.encode_queries`); cached
+        apart from the same texts encoded as documents when the inner encoder tells them apart."""
+        if getattr(self.inner, "encode_queries", None) is None:
+            return self.encode(texts)
+        return self._through_cache(list(texts), lambda ts: encode_queries(self.inner, ts), QUERY_SALT)
+
+    def _through_cache(self, texts: list[str], encode: Callable[[list[str]], np.ndarray], salt: bytes) -> np.ndarray:
         if not (self.enabled or getattr(self._local, "forced", False)):
-            return self.inner.encode(texts, show_progress=show_progress)
-        keys = [EmbeddingCache.key(t) for t in texts]
+            return encode(texts)
+        keys = [EmbeddingCache.key(t, salt) for t in texts]
         found = self.cache.get_many(keys)
         todo: dict[bytes, str] = {}
         for k, t in zip(keys, texts, strict=True):
             if k not in found and k not in todo:
                 todo[k] = t
         if todo:
-            self._encode_misses(list(todo), list(todo.values()), found, show_progress)
+            self._encode_misses(list(todo), list(todo.values()), found, encode)
         self.misses += len(todo)
         self.hits += len(texts) - len(todo)
         if not texts:
@@ -112,11 +124,15 @@ class CachedEncoder:
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
 
     def _encode_misses(
-        self, keys: list[bytes], texts: list[str], found: dict[bytes, np.ndarray], show_progress: bool
+        self,
+        keys: list[bytes],
+        texts: list[str],
+        found: dict[bytes, np.ndarray],
+        encode: Callable[[list[str]], np.ndarray],
     ) -> None:
         """Encode ``texts`` chunk by chunk, storing each chunk before the next."""
         if len(texts) <= CHUNK:
-            vecs = self.inner.encode(texts, show_progress=show_progress)
+            vecs = encode(texts)
             self.cache.put_many(keys, vecs)
             found.update(zip(keys, vecs, strict=True))
             return
@@ -124,17 +140,30 @@ class CachedEncoder:
 
         with progress.task(f"encode {len(texts)} texts", len(texts)) as advance:
             for i in range(0, len(texts), CHUNK):
-                vecs = self.inner.encode(texts[i : i + CHUNK])
+                vecs = encode(texts[i : i + CHUNK])
                 self.cache.put_many(keys[i : i + CHUNK], vecs)
                 found.update(zip(keys[i : i + CHUNK], vecs, strict=True))
                 advance(len(vecs))
+
+
+def cached_encoders(owner: object) -> list[CachedEncoder]:
+    """Every :class:`CachedEncoder` among the encoders ``owner`` reports through an
+    ``encoders()`` method, the parts of a concatenated encoder included."""
+    out: list[CachedEncoder] = []
+    todo = list(getattr(owner, "encoders", list)())
+    while todo:
+        e = todo.pop(0)
+        if isinstance(e, CachedEncoder):
+            out.append(e)
+        todo.extend(getattr(e, "parts", []))
+    return out
 
 
 @contextmanager
 def uncached(owner: object) -> Iterator[None]:
     """Within the block, every :class:`CachedEncoder` that ``owner`` reports through an
     ``encoders()`` method encodes afresh (used to time routing honestly)."""
-    found = [e for e in getattr(owner, "encoders", list)() if isinstance(e, CachedEncoder)]
+    found = cached_encoders(owner)
     for e in found:
         e.enabled = False
     try:
@@ -149,7 +178,7 @@ def caching(owner: object) -> Iterator[None]:
     """Within the block, and in the calling thread only, every :class:`CachedEncoder` that
     ``owner`` reports reads and writes its cache even when it is switched off (a service that
     leaves prompts uncached keeps the vectors of the cards it adds)."""
-    found = [e for e in getattr(owner, "encoders", list)() if isinstance(e, CachedEncoder)]
+    found = cached_encoders(owner)
     for e in found:
         e._local.forced = True
     try:

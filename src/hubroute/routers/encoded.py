@@ -26,4 +26,6 @@ class FrozenEncoderMixin:
 
     def encoder_param(self) -> str:
         """The encoder's name as a constructor argument (without the cache's dtype / length tags)."""
-        return self._encoder if isinstance(self._encoder, str) else self.encoder_name.split("|")[0]
+        if isinstance(self._encoder, str):
+            return self._encoder
+        return getattr(self._encoder, "spec", None) or self.encoder_name.split("|")[0]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from hubroute.encoders import CachedEncoder, caching
+from hubroute.encoders import cached_encoders, caching
 from hubroute.errors import HubrouteError, RegistryError
 from hubroute.hub import ModelCard
 from hubroute.routers import load_router
@@ -137,9 +137,8 @@ class Service:
         encoded once, not again at every start, while prompts (each seen once) are not kept."""
         router = load_router(self.versions.path(version))
         router = router.prepare_inference(self.config.inference, self.versions.inference_dir(version))
-        for enc in router.encoders():
-            if isinstance(enc, CachedEncoder):
-                enc.enabled = False
+        for enc in cached_encoders(router):
+            enc.enabled = False
         with caching(router):
             sync_registry(router, self.store, log.warning)
         return router
