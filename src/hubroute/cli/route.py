@@ -60,17 +60,17 @@ def read_prompts(args: list[str], input_file: Path | None) -> list[str]:
     return [p.strip() for p in prompts]
 
 
-def default_router(data: Path | None) -> Any:
+def default_router(data: Path | None, encoder: str = "default") -> Any:
     """The router to use without ``--router``: the prompt-centroid router fitted on the data's
     labelled prompts when it has some (the most accurate router that needs no training run),
-    else the zero-shot hybrid over the cards."""
+    else the zero-shot hybrid over the cards; both embed text with ``encoder``."""
     from hubroute.cli.sources import load_stream
     from hubroute.routers import CentroidRouter, HybridRouter
 
     stream = load_stream(data)
     labelled = sum(len(e.train) for e in stream)
     if labelled:
-        router = CentroidRouter()
+        router = CentroidRouter(encoder)
         with progress_bars():
             for exp in stream:
                 router.fit(exp)
@@ -79,7 +79,7 @@ def default_router(data: Path | None) -> Any:
             "(save a router with `hubroute bench` or `train` to skip this step)"
         )
         return router
-    router = HybridRouter()
+    router = HybridRouter(encoder=encoder)
     with progress_bars():
         router.add_models(stream.all_cards())
     note(f"routing with the zero-shot hybrid router over {len(router.registry_)} model cards (no labelled prompts)")
@@ -109,6 +109,24 @@ def route(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     as_jsonl: Annotated[bool, typer.Option("--jsonl", help="Print one JSON line per prompt.")] = False,
+    encoder: Annotated[
+        str,
+        typer.Option(
+            help="Encoder of the router built without `--router`: `fast` (all-MiniLM-L6-v2), `accurate`, "
+            "or any name of `hubroute encoders list`."
+        ),
+    ] = "default",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the routes to this Parquet file instead of printing them: the --input file (text, JSON lines "
+            "or Parquet with a `prompt` column) is streamed in batches, of any size; a prompt that cannot be routed "
+            "gets an `error` row and the others go on.",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Prompts per routing call with --output.")] = 256,
 ) -> None:
     """Rank the models for prompts with a saved router; without `--router`, with a router built from a data folder
     (the prompt-centroid router when it has labelled prompts, else the zero-shot hybrid)."""
@@ -116,8 +134,13 @@ def route(
 
     if not 1 <= k <= MAX_K:
         raise HubrouteError(f"-k must lie between 1 and {MAX_K}, got {k}")
+    if output is not None:
+        _route_to_file(prompt, input_file, output, k, batch_size, router_dir, data, encoder, domain, where)
+        return
     prompts = read_prompts(prompt or [], input_file)
-    r = load_router(router_dir) if router_dir is not None else default_router(data)
+    if router_dir is not None and encoder != "default":
+        raise HubrouteError("--encoder applies to the router built without --router; a saved router keeps its own")
+    r = load_router(router_dir) if router_dir is not None else default_router(data, encoder)
     if domain is not None and domain not in set(r.registry_.domains()):
         raise HubrouteError(f"unknown domain {domain!r}")
     from hubroute.constraints import Constraints
@@ -148,6 +171,42 @@ def route(
                 )
     if not records:
         console.print("no prompts")
+
+
+def _route_to_file(
+    prompt: list[str] | None,
+    input_file: Path | None,
+    output: Path,
+    k: int,
+    batch_size: int,
+    router_dir: Path | None,
+    data: Path | None,
+    encoder: str,
+    domain: str | None,
+    where: list[str] | None,
+) -> None:
+    """``route --input FILE --output OUT.parquet``: stream the file through the router."""
+    from hubroute.batch import route_file
+    from hubroute.constraints import Constraints
+    from hubroute.routers import load_router
+
+    if prompt or input_file is None or str(input_file) == "-":
+        raise HubrouteError("--output routes a file: give --input FILE (text, JSON lines or Parquet), no prompts")
+    if output.suffix.lower() not in (".parquet", ".pq"):
+        raise HubrouteError(f"--output writes Parquet: name the file .parquet, got {output.name!r}")
+    if batch_size < 1:
+        raise HubrouteError(f"--batch-size must be at least 1, got {batch_size}")
+    if not input_file.is_file():
+        raise DataError("file not found", input_file)
+    r = load_router(router_dir) if router_dir is not None else default_router(data, encoder)
+    if domain is not None and domain not in set(r.registry_.domains()):
+        raise HubrouteError(f"unknown domain {domain!r}")
+    constraints = Constraints.parse(where or [])
+    with progress_bars():
+        report = route_file(r, input_file, output, k=k, batch_size=batch_size, domain=domain, constraints=constraints)
+    note(f"{report.routed} prompts routed to {output}" + (f", {report.rejected} rejected" if report.rejected else ""))
+    for p in report.problems:
+        note(f"  line {p}")
 
 
 def _one_line(text: str) -> str:
