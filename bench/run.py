@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--only", nargs="*", default=None, help="Run only these labels (scale: hub sizes, or service).")
     r.add_argument("--resume", action="store_true", help="Keep the runs already in results.json.")
     r.add_argument("--max-examples", type=int, default=None, help="Quick check: first N records per split.")
+    r.add_argument(
+        "--device", default=None, help="stream: torch device of the routers that take one (default: cuda if present)."
+    )
     rep = sub.add_parser("report", help="Write the README results table and docs/results.md from results.json files.")
     rep.add_argument("--check", action="store_true", help="Only check that the generated files are up to date.")
     args = ap.parse_args(argv)

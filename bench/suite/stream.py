@@ -19,7 +19,9 @@ from typing import Any
 from hubroute.evaluation import tables
 from hubroute.evaluation.report import matrix_table, plot
 from hubroute.evaluation.runner import StreamResult, run_stream
+from hubroute.plugins import accepts
 from hubroute.routers import make_router
+from hubroute.routers.registry import ROUTERS
 from hubroute.seed import seed_everything
 from suite.common import Machine, command_line, header, held_out_stream, load_stream, write
 
@@ -57,6 +59,8 @@ def run(config: dict[str, Any], out: Path, args: Any) -> None:
         if label not in wanted or label in payload["runs"]:
             continue
         params = merge(config.get("defaults", {}), spec.get("params", {}))
+        if getattr(args, "device", None) and accepts(ROUTERS.resolve(spec["router"]), "device"):
+            params["device"] = args.device
         seed_everything(seed)
         router = make_router(spec["router"], **params)
         t0 = time.perf_counter()

@@ -62,7 +62,13 @@ def bench(
     data: DataOpt = None,
     protocol: ProtocolOpt = "public",
     param: ParamOpt = None,
-    encoder: Annotated[str | None, typer.Option(help="Encoder name or path (default: all-MiniLM-L6-v2).")] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            help="Encoder: `fast` (all-MiniLM-L6-v2, the default), `accurate`, a name of `hubroute encoders list`, "
+            "`a+b` for a concatenation, or a sentence-transformers name or path."
+        ),
+    ] = None,
     max_examples: MaxExamplesOpt = None,
     plots: Annotated[bool, typer.Option(help="Write PNG plots (needs the `plots` extra).")] = True,
     latency: Annotated[bool, typer.Option(help="Measure routing latency after the stream.")] = True,

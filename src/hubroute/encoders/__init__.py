@@ -21,7 +21,15 @@ from hubroute.encoders.cache import (
     default_cache_dir,
     uncached,
 )
-from hubroute.encoders.catalog import CATALOG, EncoderSpec, find_spec, spec_folder, split_concat
+from hubroute.encoders.catalog import (
+    CATALOG,
+    PROFILES,
+    EncoderSpec,
+    find_spec,
+    resolve_profile,
+    spec_folder,
+    split_concat,
+)
 from hubroute.encoders.concat import ConcatEncoder
 from hubroute.encoders.runtime import INFERENCE_PRECISIONS, convert_for_inference, prepare_encoder
 from hubroute.encoders.sentence import DEFAULT_ENCODER, SentenceTransformerEncoder, resolve_model_path
@@ -38,9 +46,11 @@ def load_encoder(
     batch_size: int = 32,
 ) -> Encoder:
     """The encoder a config names (``"default"``, a catalogued name such as ``bge-small`` or
-    ``mpnet``, ``a+b`` for a concatenation, a sentence-transformers name or a local path), wrapped
-    in the on-disk cache (``cache_dir``, default :func:`default_cache_dir`) unless ``use_cache``
-    is off; each part of a concatenation has a cache of its own."""
+    ``mpnet``, ``a+b`` for a concatenation, a profile ``fast`` or ``accurate``, a
+    sentence-transformers name or a local path), wrapped in the on-disk cache (``cache_dir``,
+    default :func:`default_cache_dir`) unless ``use_cache`` is off; each part of a
+    concatenation has a cache of its own."""
+    model = resolve_profile(model)
     kw = {"cache_dir": cache_dir, "use_cache": use_cache, "device": device, "dtype": dtype, "batch_size": batch_size}
     parts = split_concat(model)
     if len(parts) > 1:
@@ -64,6 +74,7 @@ __all__ = [
     "CATALOG",
     "DEFAULT_ENCODER",
     "INFERENCE_PRECISIONS",
+    "PROFILES",
     "CachedEncoder",
     "ConcatEncoder",
     "EmbeddingCache",
@@ -81,5 +92,6 @@ __all__ = [
     "matmul_t",
     "prepare_encoder",
     "resolve_model_path",
+    "resolve_profile",
     "uncached",
 ]

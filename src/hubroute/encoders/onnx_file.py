@@ -15,7 +15,10 @@ from hubroute.encoders.base import l2_normalise
 from hubroute.encoders.catalog import EncoderSpec
 from hubroute.errors import HubrouteError
 
-BATCH = 32  # texts per ONNX Runtime call (length-sorted, so a batch pads little)
+# texts per ONNX Runtime call: one, because an int8 graph quantises its activations per call, so
+# a text batched with longer ones would get a slightly different vector each time (and a cached
+# vector would differ from a fresh one); alone, each text is as fast on the CPU
+BATCH = 1
 
 
 class OnnxFileEncoder:
@@ -29,11 +32,11 @@ class OnnxFileEncoder:
         self, spec: EncoderSpec, folder: Path, *, threads: int | None = None, max_seq_length: int | None = None
     ):
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
             from tokenizers import Tokenizer
         except ImportError:
             raise HubrouteError(f"encoder {spec.name} needs the packages onnxruntime and tokenizers") from None
-        from hubroute.encoders.onnx import available_cores
+        from hubroute.encoders.onnx import available_cores, open_session
 
         self.spec = spec.name
         self.dim = spec.dim
@@ -43,10 +46,8 @@ class OnnxFileEncoder:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_seq_length)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or available_cores()
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        # the same session settings as an exported encoder's (threads, spinning only beside a 1-thread torch)
+        self.session = open_session((folder / "model.onnx").read_bytes(), threads or available_cores())
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.name = f"{spec.name}|onnx-int8|len{self.max_seq_length}"
 
@@ -54,10 +55,8 @@ class OnnxFileEncoder:
         """Unit vectors ``(len(texts), dim)`` of ``texts`` as documents (no instruction)."""
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for i in range(0, len(texts), BATCH):
-            idx = order[i : i + BATCH]
-            out[idx] = self._run([texts[j] for j in idx])
+            out[i : i + BATCH] = self._run(texts[i : i + BATCH])
         return l2_normalise(out)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from hubroute import progress
 from hubroute.encoders.base import l2_normalise
-from hubroute.encoders.catalog import MINILM, find_spec, spec_folder
+from hubroute.encoders.catalog import MINILM, find_spec, resolve_profile, spec_folder
 from hubroute.errors import HubrouteError
 
 DEFAULT_ENCODER = MINILM.name
@@ -29,6 +29,7 @@ def resolve_model_path(model: str) -> str:
     them when they are missing); an encoder that is not a sentence-transformers model (an int8
     ONNX graph) or a concatenation is an error here, as that is where a trainable encoder loads.
     """
+    model = resolve_profile(model)
     if "+" in model:
         raise HubrouteError(f"encoder {model!r} is a concatenation: it can only be used frozen")
     spec = find_spec(model)
@@ -78,7 +79,7 @@ class SentenceTransformerEncoder:
             self.model.max_seq_length = max_seq_length
         self.batch_size = batch_size
         self.dim = int(self.model.get_embedding_dimension())
-        self.spec = canonical_name(model)
+        self.spec = canonical_name(resolve_profile(model))
         self.name = f"{self.spec}|{dtype}|len{self.model.max_seq_length}"
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:

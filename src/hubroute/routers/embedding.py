@@ -35,7 +35,7 @@ from torch import nn
 
 from hubroute.continual import Compose, make_strategy
 from hubroute.continual.base import Strategy
-from hubroute.encoders import Encoder
+from hubroute.encoders import Encoder, resolve_profile
 from hubroute.errors import DataError, HubrouteError
 from hubroute.hub import Experience, ModelCard, Registry, RoutingExample
 from hubroute.routers.base import Router
@@ -127,7 +127,7 @@ class EmbeddingRouter(IndexedRouter, Router):
                 raise HubrouteError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
         if tau <= 0 or dim < 1 or not card_weight >= 0 or max_seq_length < 1:
             raise HubrouteError("need tau > 0, dim >= 1, card_weight >= 0 and max_seq_length >= 1")
-        self.encoder_name = encoder
+        self.encoder_name = resolve_profile(encoder)
         self.finetune, self.dim, self.tau = finetune, dim, tau
         self.row_init, self.card_weight, self.row_refresh = row_init, float(card_weight), bool(row_refresh)
         self.training = TrainingConfig.coerce(training)

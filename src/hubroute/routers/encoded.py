@@ -3,7 +3,7 @@ centroids): the encoder given as an object or as a name loaded on first use."""
 
 from __future__ import annotations
 
-from hubroute.encoders import Encoder, load_encoder
+from hubroute.encoders import Encoder, load_encoder, resolve_profile
 
 
 class FrozenEncoderMixin:
@@ -11,6 +11,8 @@ class FrozenEncoderMixin:
     :func:`~hubroute.encoders.load_encoder` resolved on first use)."""
 
     def _set_encoder(self, encoder: Encoder | str) -> None:
+        if isinstance(encoder, str):
+            encoder = resolve_profile(encoder)
         self._encoder = encoder
         self.encoder_name = encoder if isinstance(encoder, str) else encoder.name
 
