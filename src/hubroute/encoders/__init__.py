@@ -43,7 +43,7 @@ def load_encoder(
     use_cache: bool = True,
     device: str | None = None,
     dtype: str = "float32",
-    batch_size: int = 32,
+    batch_size: int | None = None,
 ) -> Encoder:
     """The encoder a config names (``"default"``, a catalogued name such as ``bge-small`` or
     ``mpnet``, ``a+b`` for a concatenation, a profile ``fast`` or ``accurate``, a

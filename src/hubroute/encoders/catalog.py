@@ -134,10 +134,11 @@ MPNET = EncoderSpec(
 
 CATALOG: tuple[EncoderSpec, ...] = (MINILM, BGE_SMALL, MPNET)
 
-# Named choices, by the rule in docs/encoders.md (measured in bench/results/encoders and
-# bench/results/encoder_speed): ``fast`` is the most accurate encoder that keeps single-prompt
-# routing p50 <= 15 ms and >= 300 prompts/s with its fastest ONNX runtime on 2 CPU cores (the
-# default); ``accurate`` is the most accurate one whatever it costs.
+# Named choices, by the rule in docs/encoders.md (measured in bench/results/encoders_heldout and
+# bench/results/encoder_speed; `python bench/run.py report --check` fails when they disagree):
+# ``fast`` is the most accurate encoder that keeps single-prompt routing p50 <= 15 ms and >= 300
+# prompts/s with its fastest runtime on 2 CPU cores (the default); ``accurate`` is the most
+# accurate one whatever it costs.
 PROFILES: dict[str, str] = {"fast": MINILM.name, "accurate": MPNET.name}
 
 
