@@ -3,6 +3,7 @@ separate process is needed (FastAPI's TestClient), with real processes where it 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -204,8 +205,9 @@ def test_start_up_never_kills_a_process_that_is_not_its_worker(tmp_path, centroi
         bystander.wait()
 
 
-@pytest.mark.slow
-def test_the_update_worker_dies_with_its_server(tmp_path, stream):
+def _start_a_long_update(tmp_path: Path, stream) -> tuple[subprocess.Popen, str, int, psutil.Process]:
+    """A real server on ``tmp_path/state`` running an update that takes minutes: the server, its
+    URL, the update's id and its worker process."""
     import httpx
 
     from hubroute.routers import EmbeddingRouter
@@ -215,7 +217,6 @@ def test_the_update_worker_dies_with_its_server(tmp_path, stream):
     router.fit(stream[0])
     router.training = router.training.__class__(epochs=5000, batch_size=8)  # an update that runs for minutes
     proc, url = start_server(tmp_path / "state", router.save(tmp_path / "r"), "--inference", "fp32")
-
     items = [{"prompt": e.prompt, "model_id": e.model_id} for e in stream[0].train]
     with httpx.Client(base_url=url, timeout=30) as c:
         assert c.post("/v1/feedback", json={"items": items}).status_code == 201
@@ -225,6 +226,12 @@ def test_the_update_worker_dies_with_its_server(tmp_path, stream):
             time.sleep(0.2)
     worker = psutil.Process(u["pid"])
     assert worker.is_running()
+    return proc, url, uid, worker
+
+
+@pytest.mark.slow
+def test_the_update_worker_dies_with_its_server(tmp_path, stream):
+    proc, _, uid, worker = _start_a_long_update(tmp_path, stream)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     try:
@@ -233,3 +240,27 @@ def test_the_update_worker_dies_with_its_server(tmp_path, stream):
         worker.kill()
         raise AssertionError("the update worker outlived its server") from None
     assert json.loads((tmp_path / "state" / "CURRENT").read_text())["current"] == "v0001"
+    assert Store(tmp_path / "state" / STORE_FILE).update(uid)["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_starting_a_second_server_on_the_same_state_leaves_the_first_ones_update_running(tmp_path, stream):
+    import httpx
+
+    from servers import start_server, stop
+
+    proc, url, uid, worker = _start_a_long_update(tmp_path, stream)
+    other = None
+    try:
+        other, other_url = start_server(tmp_path / "state", None, "--inference", "fp32")
+        with httpx.Client(timeout=30) as c:
+            assert c.get(f"{other_url}/health/ready").status_code == 200
+            assert c.get(f"{url}/v1/updates/{uid}").json()["status"] == "running"
+            assert c.get(f"{other_url}/v1/updates/{uid}").json()["status"] == "running"
+        assert worker.is_running()
+    finally:
+        for p in (other, proc):
+            if p is not None:
+                stop(p)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.wait(15)

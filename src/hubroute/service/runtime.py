@@ -144,13 +144,15 @@ class Service:
         return router
 
     def _recover_updates(self) -> None:
-        """Updates left running by a killed server: stop their worker (only when the process is
-        that worker), mark them interrupted."""
+        """Updates left running by a killed server are marked interrupted. An update whose worker
+        still runs is left alone: a worker exits with its server (it watches its parent, and
+        marks its update interrupted as it goes), so a live worker belongs to another server that
+        shares this state folder, and restarting this one must not touch it."""
         for u in self.store.running_updates():
             pid = u.get("pid")
             if pid and is_worker(pid, self.state_dir, u["id"], u.get("pid_started")):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+                log.info("update %s runs in process %s of another server; left alone", u["id"], pid)
+                continue
             self.store.set_update(u["id"], status="interrupted", error="the server stopped during this update")
 
     # -- routing ---------------------------------------------------------------------------

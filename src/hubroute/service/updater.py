@@ -17,6 +17,7 @@ last good version.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
@@ -163,13 +164,18 @@ def run_update(
         return {"reason": str(e)}
 
 
-def _watch_parent(parent: int, poll_s: float = 0.5) -> None:
-    """Exit this process as soon as ``parent`` is gone (the worker never outlives its server)."""
+def _watch_parent(parent: int, state: str, update_id: int, poll_s: float = 0.5) -> None:
+    """Exit this process as soon as ``parent`` is gone (the worker never outlives its server),
+    marking update ``update_id`` interrupted first."""
 
     def watch() -> None:
         while True:
             time.sleep(poll_s)
             if os.getppid() != parent or not psutil.pid_exists(parent):
+                with contextlib.suppress(Exception):  # exit whatever the store says
+                    Store(os.path.join(state, STORE_FILE)).set_update(
+                        update_id, status="interrupted", error="the server stopped during this update"
+                    )
                 os._exit(3)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
@@ -191,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--inference", default="fp32", help="The server's inference runtime (ONNX graphs are exported).")
     args = ap.parse_args(argv)
     if args.parent:
-        _watch_parent(args.parent)
+        _watch_parent(args.parent, args.state, args.update_id)
     os.nice(args.nice)
     import torch
 
