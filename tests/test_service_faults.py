@@ -189,6 +189,17 @@ def test_a_corrupt_current_pointer_is_reported_and_recovered(tmp_path, centroid_
     assert app.state.service.version == "v0001"
 
 
+def test_the_store_starts_one_update_at_a_time(tmp_path):
+    from hubroute.service.store import UpdateRunning
+
+    store = Store(tmp_path / STORE_FILE)
+    uid = store.create_update("v0001")
+    with pytest.raises(UpdateRunning, match=f"update {uid} is already queued or running"):
+        store.create_update("v0001")
+    store.set_update(uid, status="interrupted")
+    assert store.create_update("v0001") == uid + 1
+
+
 def test_start_up_never_kills_a_process_that_is_not_its_worker(tmp_path, centroid_dir):
     state = tmp_path / "state"
     Versions(state).promote(Versions(state).import_dir(centroid_dir))
@@ -257,6 +268,8 @@ def test_starting_a_second_server_on_the_same_state_leaves_the_first_ones_update
             assert c.get(f"{other_url}/health/ready").status_code == 200
             assert c.get(f"{url}/v1/updates/{uid}").json()["status"] == "running"
             assert c.get(f"{other_url}/v1/updates/{uid}").json()["status"] == "running"
+            refused = c.post(f"{other_url}/v1/updates")  # one update at a time across the servers
+            assert refused.status_code == 409 and f"update {uid} is already" in refused.json()["detail"]
         assert worker.is_running()
     finally:
         for p in (other, proc):
@@ -264,3 +277,59 @@ def test_starting_a_second_server_on_the_same_state_leaves_the_first_ones_update
                 stop(p)
         with contextlib.suppress(psutil.NoSuchProcess):
             worker.wait(15)
+
+
+@pytest.mark.slow
+def test_two_servers_on_one_state_folder_agree_on_models_and_versions(tmp_path, centroid_dir, stream):
+    """A model added or retired on one server is routed (or not) by the other within a bounded
+    delay, and a version made current by anyone is served by both."""
+    import httpx
+
+    from servers import start_server, stop
+
+    state = tmp_path / "state"
+    a, url_a = start_server(state, centroid_dir, "--inference", "fp32")
+    b = None
+    card = {
+        "model_id": "new-org/turtle-counter",
+        "domain": stream[0].new_cards[0].domain,
+        "family": "turtles",
+        "text": "counts sea turtles on beach photographs taken by drones",
+    }
+    prompt = "how many sea turtles are on this drone photo of the beach?"
+    try:
+        b, url_b = start_server(state, None, "--inference", "fp32")
+        with httpx.Client(timeout=30) as c:
+
+            def top(url: str) -> str:
+                return c.post(f"{url}/v1/route", json={"prompts": prompt, "k": 1}).json()["results"][0]["models"][0][
+                    "model_id"
+                ]
+
+            def ready(url: str) -> dict:
+                return c.get(f"{url}/health/ready").json()
+
+            def until(check, what: str) -> None:
+                deadline = time.time() + 20
+                while not check():
+                    assert time.time() < deadline, what
+                    time.sleep(0.1)
+
+            assert top(url_b) != card["model_id"]
+            assert c.post(f"{url_a}/v1/models", json=[card]).status_code == 201
+            until(lambda: top(url_b) == card["model_id"], "B never routed the model added on A")
+            until(
+                lambda: ready(url_b)["registry_revision"] == ready(url_a)["registry_revision"] == 1, "revisions differ"
+            )
+            assert c.post(f"{url_b}/v1/models", json=[card]).status_code == 409
+            assert c.post(f"{url_a}/v1/models/{card['model_id']}/retire").status_code == 200
+            until(lambda: top(url_b) != card["model_id"], "B still routes the model retired on A")
+            assert c.post(f"{url_b}/v1/models/{card['model_id']}/activate").status_code == 200
+            until(lambda: top(url_a) == card["model_id"], "A never routed the model re-activated on B")
+            Versions(state).promote(Versions(state).import_dir(centroid_dir))  # promoted by someone else
+            until(lambda: ready(url_a)["version"] == ready(url_b)["version"] == "v0002", "a server kept v0001")
+            assert top(url_b) == top(url_a) == card["model_id"]  # the new version learns the shared registry
+    finally:
+        for p in (b, a):
+            if p is not None:
+                stop(p)

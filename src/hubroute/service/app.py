@@ -202,9 +202,14 @@ def create_app(
 
     @app.get("/health/ready", tags=["health"], responses={503: errors[503]})
     def ready() -> JSONResponse:
-        """Ready to route: a router is loaded, a probe route succeeds, and the service is not draining."""
+        """Ready to route: a router is loaded, a probe route succeeds, and the service is not draining;
+        says which version and registry revision it serves."""
         problem = "draining" if svc.draining else svc.ready_error
-        body_ = {"status": "ready" if problem is None else "not ready", "version": svc.version}
+        body_ = {
+            "status": "ready" if problem is None else "not ready",
+            "version": svc.version,
+            "registry_revision": svc.revision,
+        }
         if problem is not None:
             body_["reason"] = problem
         return JSONResponse(body_, status_code=200 if problem is None else 503)

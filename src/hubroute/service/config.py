@@ -48,6 +48,7 @@ class ServiceConfig:
     min_held_out: int = 10
     update_threads: int = 1
     keep_versions: int = 10
+    follow_s: float = 0.5
     # runtime
     inference: str = "onnx"
     recover: bool = False
@@ -79,6 +80,8 @@ class ServiceConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise HubrouteError(f"service setting {name} must be >= 1, got {getattr(self, name)}")
+        if self.follow_s < 0:
+            raise HubrouteError(f"follow_s must be >= 0, got {self.follow_s}")
         if self.rate_limit_per_s < 0 or self.request_timeout_s <= 0 or self.min_held_out < 0:
             raise HubrouteError("need rate_limit_per_s >= 0, request_timeout_s > 0 and min_held_out >= 0")
         from hubroute.encoders import INFERENCE_PRECISIONS
@@ -128,6 +131,8 @@ SETTINGS_HELP: dict[str, str] = {
     "min_held_out": "Fewest held-back feedback rows an update needs to be promoted.",
     "update_threads": "CPU threads of the update worker.",
     "keep_versions": "Router versions kept on disk (the serving one and the one before it are always kept).",
+    "follow_s": "Seconds between looks at the state folder for what other servers sharing it changed (registry "
+    "changes, a newly current version); 0: never look.",
     "inference": "Encoder runtime: fp32, bf16, int8, onnx (default) or onnx-int8.",
     "recover": "Serve the newest intact version when the current one is damaged.",
     "keys_file": "JSON file of API keys (name, key or sha256, scopes), added to the keys in the store.",

@@ -30,8 +30,8 @@ from hubroute.service.batcher import RouteBatcher
 from hubroute.service.config import ServiceConfig
 from hubroute.service.limits import RateLimiter
 from hubroute.service.metrics import Metrics
-from hubroute.service.store import RUNNING, Store
-from hubroute.service.updater import STORE_FILE, WORKER_MODULE, is_worker, sync_registry
+from hubroute.service.store import RUNNING, Store, UpdateRunning
+from hubroute.service.updater import STORE_FILE, WORKER_MODULE, apply_registry, is_worker, sync_registry
 from hubroute.service.versions import Versions
 
 log = logging.getLogger("hubroute.service")
@@ -77,6 +77,7 @@ class Service:
                 raise HubrouteError(f"{self.state_dir} holds no router yet: start once with --router DIR")
             self.versions.promote(self.versions.import_dir(router_dir))
         self._recover_updates()
+        self.revision = self.store.registry_revision()  # the router below is synced to at least this
         self.version, self.router = self._open_serving()
         self.previous: tuple[str, Router] | None = None  # the version served before, still loaded
         self.batcher = RouteBatcher(
@@ -89,6 +90,10 @@ class Service:
         self.metrics.set_router(self.version, self.router.kind)
         self.versions.prune(cfg.keep_versions)
         self.probe()
+        self._stopping = threading.Event()
+        self._unloadable: str | None = None  # a version made current elsewhere that failed to load
+        if cfg.follow_s > 0:
+            threading.Thread(target=self._follow_loop, name="follow", daemon=True).start()
 
     # -- opening versions ------------------------------------------------------------------
     def _current(self) -> str | None:
@@ -251,8 +256,10 @@ class Service:
 
     # -- versions and updates --------------------------------------------------------------
     def swap(self, version: str) -> None:
-        """Load ``version`` beside the serving router, then serve it. The router it replaces is
-        kept in memory, so a rollback to it is immediate."""
+        """Load ``version`` beside the serving router, then serve it (nothing when it is served
+        already). The router it replaces is kept in memory, so a rollback to it is immediate."""
+        if version == self.version:
+            return
         previous = self.previous
         router = previous[1] if previous is not None and previous[0] == version else self._load(version)
         with self.lock:
@@ -267,7 +274,10 @@ class Service:
         with self.update_lock:
             if self.worker is not None and self.worker.poll() is None:
                 raise Conflict("an update is already running")
-            uid = self.store.create_update(self.version)
+            try:
+                uid = self.store.create_update(self.version)
+            except UpdateRunning as e:  # started by another server sharing the state folder
+                raise Conflict(str(e)) from None
             cmd = [
                 sys.executable,
                 "-m",
@@ -345,6 +355,45 @@ class Service:
         self.store.audit(actor, "rollback", version, {"cancelled_updates": [u["id"] for u in cancelled]})
         return version
 
+    # -- servers sharing one state folder ---------------------------------------------------
+    def follow(self) -> None:
+        """Apply what other servers sharing this state folder changed since the last call: the
+        version they made current (promoted or rolled back), then the registry changes they
+        stored (cards encoded outside the routing lock)."""
+        current = self._safe_current()
+        if current not in (None, self.version, self._unloadable) and current in self.versions.names():
+            try:
+                self.swap(current)
+            except Exception:
+                self._unloadable = current  # said once; tried again when another version is made current
+                raise
+            log.info("serving %s, made current by another server", current)
+        rev, changed = self.store.models_since(self.revision)
+        if not changed:
+            self.revision = max(self.revision, rev)
+            return
+        router = self.router
+        missing = [c for c, _ in changed if c.model_id not in router.registry_]
+        prepared = None
+        if missing:
+            with caching(router):
+                prepared = router.prepare_models(missing, skip_existing=True)
+            router.reserve(len(missing))
+        with self.lock:
+            if prepared is not None and self.router is router:
+                with contextlib.suppress(RegistryError):  # registered meanwhile: apply_registry adds the rest
+                    router.commit_models(prepared)
+            with caching(self.router):
+                apply_registry(self.router, changed, log.warning)
+            self.revision = max(self.revision, rev)
+
+    def _follow_loop(self) -> None:
+        while not self._stopping.wait(self.config.follow_s):
+            try:
+                self.follow()
+            except Exception as e:  # a failed look is retried at the next one
+                log.warning("following the state folder failed: %s: %s", type(e).__name__, e)
+
     def _stop_worker(self) -> None:
         if self.worker is not None and self.worker.poll() is None:
             self.worker.kill()
@@ -362,5 +411,6 @@ class Service:
     def stop(self) -> None:
         """Stop the batcher and a running worker (server shutdown)."""
         self.draining = True
+        self._stopping.set()
         self.batcher.close()
         self._stop_worker()

@@ -4,6 +4,10 @@ and idempotency keys, in one SQLite file.
 The file runs in WAL mode with ``synchronous=FULL``: a row is on disk once its call returns, so
 a killed server loses nothing it acknowledged. One connection per thread. The schema is
 versioned (``PRAGMA user_version``) and migrated forward on open, one numbered step at a time.
+
+Every change of the registry (a card stored, a status set) takes the next *registry revision*
+in its transaction and stamps the rows it touched with it, so a server that shares the file
+finds what changed since the revision it last applied (:meth:`Store.models_since`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ RUNNING = ("queued", "running")  # statuses of an update that has not ended
 
 class IdempotencyConflict(HubrouteError):
     """An idempotency key was reused for a different request."""
+
+
+class UpdateRunning(HubrouteError):
+    """An update is queued or running already (by any server sharing the store)."""
 
 
 # numbered schema steps; step i brings a store from user_version i to i + 1
@@ -85,6 +93,12 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL,
         PRIMARY KEY (owner, key)
     );
+    """,
+    """
+    ALTER TABLE models ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+    INSERT OR IGNORE INTO meta (k, v) VALUES ('registry_revision', 0);
+    CREATE INDEX IF NOT EXISTS models_revision ON models (revision);
     """,
 )
 
@@ -157,9 +171,10 @@ class Store:
             ]
             if taken:
                 return taken
+            rev = self._next_revision(db)
             db.executemany(
-                "INSERT INTO models (model_id, card, status, created_at) VALUES (?, ?, 'active', ?)",
-                [(c.model_id, json.dumps(c.to_dict()), now) for c in cards],
+                "INSERT INTO models (model_id, card, status, created_at, revision) VALUES (?, ?, 'active', ?, ?)",
+                [(c.model_id, json.dumps(c.to_dict()), now, rev) for c in cards],
             )
         return []
 
@@ -167,27 +182,62 @@ class Store:
         """Remove cards that were stored but could not be registered (undo of :meth:`add_models`)."""
         with self.tx() as db:
             db.executemany("DELETE FROM models WHERE model_id = ?", [(m,) for m in model_ids])
+            self._next_revision(db)
 
     def set_status(self, model_id: str, status: str, card: ModelCard | None = None) -> None:
         """Record a model's status; ``card`` stores the card too when the model came from the
         router's own registry and is not in the table yet."""
         with self.tx() as db:
+            rev = self._next_revision(db)
             if card is not None:
                 db.execute(
                     "INSERT OR IGNORE INTO models (model_id, card, status, created_at) VALUES (?, ?, ?, ?)",
                     (model_id, json.dumps(card.to_dict()), status, time.time()),
                 )
-            db.execute("UPDATE models SET status = ? WHERE model_id = ?", (status, model_id))
+            db.execute("UPDATE models SET status = ?, revision = ? WHERE model_id = ?", (status, rev, model_id))
 
     def set_statuses(self, model_ids: Sequence[str], status: str, cards: Sequence[ModelCard]) -> None:
         """Record the status of many models in one transaction (cards stored when missing)."""
         now = time.time()
         with self.tx() as db:
+            rev = self._next_revision(db)
             db.executemany(
                 "INSERT OR IGNORE INTO models (model_id, card, status, created_at) VALUES (?, ?, ?, ?)",
                 [(c.model_id, json.dumps(c.to_dict()), status, now) for c in cards],
             )
-            db.executemany("UPDATE models SET status = ? WHERE model_id = ?", [(status, m) for m in model_ids])
+            db.executemany(
+                "UPDATE models SET status = ?, revision = ? WHERE model_id = ?", [(status, rev, m) for m in model_ids]
+            )
+
+    @staticmethod
+    def _next_revision(db: sqlite3.Connection) -> int:
+        """Take the next registry revision (inside a write transaction)."""
+        db.execute("UPDATE meta SET v = v + 1 WHERE k = 'registry_revision'")
+        return int(db.execute("SELECT v FROM meta WHERE k = 'registry_revision'").fetchone()[0])
+
+    def registry_revision(self) -> int:
+        """The revision of the newest registry change."""
+        return int(self._conn().execute("SELECT v FROM meta WHERE k = 'registry_revision'").fetchone()[0])
+
+    def models_since(self, revision: int) -> tuple[int, list[tuple[ModelCard, str]]]:
+        """The registry revision now, and the cards and statuses changed after ``revision`` (in
+        insertion order; rows that no longer parse are skipped), read in one snapshot."""
+        db = self._conn()
+        db.execute("BEGIN")
+        try:
+            now = int(db.execute("SELECT v FROM meta WHERE k = 'registry_revision'").fetchone()[0])
+            rows = db.execute(
+                "SELECT card, status FROM models WHERE revision > ? ORDER BY rowid", (revision,)
+            ).fetchall()
+        finally:
+            db.execute("COMMIT")
+        out = []
+        for r in rows:
+            try:
+                out.append((ModelCard.from_dict(json.loads(r["card"])), r["status"]))
+            except (ValueError, TypeError):
+                continue
+        return now, out
 
     def models(self) -> list[tuple[ModelCard, str]]:
         """Every stored card and its status, in insertion order; rows that no longer parse as a
@@ -261,8 +311,15 @@ class Store:
 
     # -- updates -------------------------------------------------------------------------
     def create_update(self, from_version: str) -> int:
-        """A queued update over all feedback stored so far; returns its id."""
+        """A queued update over all feedback stored so far; returns its id. :class:`UpdateRunning`
+        when one is queued or running already: the check and the insert are one write
+        transaction, so of servers sharing the store exactly one starts an update."""
         with self.tx() as db:
+            running = db.execute(
+                "SELECT id FROM updates WHERE status IN (?, ?) ORDER BY id LIMIT 1", RUNNING
+            ).fetchone()
+            if running is not None:
+                raise UpdateRunning(f"update {running['id']} is already queued or running")
             max_id = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM feedback").fetchone()[0])
             cur = db.execute(
                 "INSERT INTO updates (status, created_at, from_version, max_feedback_id) VALUES ('queued', ?, ?, ?)",

@@ -28,7 +28,7 @@ import numpy as np
 import psutil
 
 from hubroute.errors import HubrouteError
-from hubroute.hub import Experience, RoutingExample
+from hubroute.hub import Experience, ModelCard, RoutingExample
 from hubroute.routers import load_router
 from hubroute.routers.base import Router
 from hubroute.service.store import Store
@@ -47,7 +47,12 @@ def sync_registry(router: Router, store: Store, log: Any = None) -> list[str]:
     """Make the router's registry agree with the store: add stored cards it lacks (one call;
     when that fails, card by card, skipping the ones that cannot be added), then apply every
     stored status. Returns the ids that could not be added."""
-    stored = store.models()
+    return apply_registry(router, store.models(), log)
+
+
+def apply_registry(router: Router, stored: list[tuple[ModelCard, str]], log: Any = None) -> list[str]:
+    """Apply stored ``(card, status)`` rows to the router's registry (see :func:`sync_registry`);
+    returns the ids that could not be added."""
     missing = [c for c, _ in stored if c.model_id not in router.registry_]
     skipped: list[str] = []
     if missing:
