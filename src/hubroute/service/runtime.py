@@ -65,6 +65,7 @@ class Service:
         self.limiter = RateLimiter(cfg.rate_limit_per_s, cfg.rate_limit_burst)
         self.lock = threading.RLock()
         self.update_lock = threading.Lock()
+        self.swap_lock = threading.Lock()
         self.worker: subprocess.Popen | None = None
         self.draining = False
         self.ready_error: str | None = "not probed yet"
@@ -268,6 +269,16 @@ class Service:
             self.router, self.version = router, version
         self.metrics.set_router(version, router.kind)
 
+    def serve_current(self) -> str:
+        """Serve the version ``CURRENT`` names now (see :meth:`swap`); returns it. One such swap
+        at a time, each reading the pointer under the lock, so a swap never lands after a newer
+        change of the pointer (a promotion seen late cannot undo a rollback)."""
+        with self.swap_lock:
+            current = self.versions.current
+            if current is not None and current != self.version:
+                self.swap(current)
+            return self.version
+
     def start_update(self, actor: str) -> int:
         """Queue an update and start its worker process; :class:`Conflict` while one runs."""
         cfg = self.config
@@ -324,7 +335,7 @@ class Service:
                 if status == "promoted" and u.get("to_version"):
                     try:
                         if self.versions.current == u["to_version"]:
-                            self.swap(u["to_version"])
+                            self.serve_current()
                     except Exception as e:  # keep serving the old router; say why on GET /v1/updates/{id}
                         self.store.set_update(uid, error=f"promoted but not loaded: {type(e).__name__}: {e}")
                 self.metrics.updates.labels(status).inc()
@@ -351,7 +362,7 @@ class Service:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(pid, signal.SIGKILL)
             version = self.versions.rollback()
-        self.swap(version)
+        self.serve_current()
         self.store.audit(actor, "rollback", version, {"cancelled_updates": [u["id"] for u in cancelled]})
         return version
 
@@ -363,7 +374,7 @@ class Service:
         current = self._safe_current()
         if current not in (None, self.version, self._unloadable) and current in self.versions.names():
             try:
-                self.swap(current)
+                self.serve_current()
             except Exception:
                 self._unloadable = current  # said once; tried again when another version is made current
                 raise
