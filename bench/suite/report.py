@@ -200,8 +200,8 @@ def encoder_choices() -> dict[str, Any]:
         mine = {label.split(": ", 1)[1]: s for label, s in held.items() if label.startswith(enc + ": ")}
         cents = {k: v for k, v in mine.items() if k.startswith("centroid")}
         card_weight[enc] = max(cents, key=lambda k: _key(cents[k])).rsplit(" ", 1)[1]
-        best[enc] = max(mine, key=lambda k: _key(mine[k]))
-        best[enc] = (best[enc], _key(mine[best[enc]]))
+        top = max(mine, key=lambda k: _key(mine[k]))
+        best[enc] = (top, _key(mine[top]))
     speed = _load("encoder_speed")
     fastest: dict[str, dict[str, Any]] = {}
     for row in speed["rows"] if speed else []:

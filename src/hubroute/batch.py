@@ -101,17 +101,16 @@ def _parquet() -> Any:
 
 
 def prompt_problem(prompt: Any) -> str | None:
-    """Why ``prompt`` cannot be routed, or None."""
+    """Why ``prompt`` cannot be routed, as a predicate (``"is empty"``), or None."""
     from hubroute.hub import text_problem
 
     if not isinstance(prompt, str):
-        return f"the prompt is {type(prompt).__name__}, not text"
+        return f"is {type(prompt).__name__}, not text"
     if not prompt.strip():
-        return "the prompt is empty"
+        return "is empty"
     if len(prompt) > MAX_PROMPT_CHARS:
-        return f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}"
-    problem = text_problem(prompt)
-    return f"the prompt {problem}" if problem else None
+        return f"has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}"
+    return text_problem(prompt)
 
 
 def count_prompts(path: Path) -> int | None:
@@ -169,6 +168,7 @@ def _route_batch(
         if problem is None:
             good.append((line, prompt.strip()))
             continue
+        problem = f"the prompt {problem}"
         report.rejected += 1
         if len(report.problems) < 5:
             report.problems.append(f"{line}: {problem}")

