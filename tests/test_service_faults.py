@@ -216,9 +216,9 @@ def test_start_up_never_kills_a_process_that_is_not_its_worker(tmp_path, centroi
         bystander.wait()
 
 
-def _start_a_long_update(tmp_path: Path, stream) -> tuple[subprocess.Popen, str, int, psutil.Process]:
-    """A real server on ``tmp_path/state`` running an update that takes minutes: the server, its
-    URL, the update's id and its worker process."""
+def _start_a_long_update(tmp_path: Path, stream, *extra: str) -> tuple[subprocess.Popen, str, int, psutil.Process]:
+    """A real server on ``tmp_path/state`` (``extra``: more ``serve`` flags) running an update
+    that takes minutes: the server, its URL, the update's id and its worker process."""
     import httpx
 
     from hubroute.routers import EmbeddingRouter
@@ -227,7 +227,7 @@ def _start_a_long_update(tmp_path: Path, stream) -> tuple[subprocess.Popen, str,
     router = EmbeddingRouter(training={"epochs": 0})
     router.fit(stream[0])
     router.training = router.training.__class__(epochs=5000, batch_size=8)  # an update that runs for minutes
-    proc, url = start_server(tmp_path / "state", router.save(tmp_path / "r"), "--inference", "fp32")
+    proc, url = start_server(tmp_path / "state", router.save(tmp_path / "r"), "--inference", "fp32", *extra)
     items = [{"prompt": e.prompt, "model_id": e.model_id} for e in stream[0].train]
     with httpx.Client(base_url=url, timeout=30) as c:
         assert c.post("/v1/feedback", json={"items": items}).status_code == 201
@@ -254,16 +254,21 @@ def test_the_update_worker_dies_with_its_server(tmp_path, stream):
     assert Store(tmp_path / "state" / STORE_FILE).update(uid)["status"] == "interrupted"
 
 
+def _store_flags(store_spec: str) -> list[str]:
+    """``serve`` flags for the store of ``store_spec`` (none: the state folder's SQLite file)."""
+    return ["--store", store_spec] if store_spec.startswith("postgresql://") else []
+
+
 @pytest.mark.slow
-def test_starting_a_second_server_on_the_same_state_leaves_the_first_ones_update_running(tmp_path, stream):
+def test_starting_a_second_server_on_the_same_state_leaves_the_first_ones_update_running(tmp_path, stream, store_spec):
     import httpx
 
     from servers import start_server, stop
 
-    proc, url, uid, worker = _start_a_long_update(tmp_path, stream)
+    proc, url, uid, worker = _start_a_long_update(tmp_path, stream, *_store_flags(store_spec))
     other = None
     try:
-        other, other_url = start_server(tmp_path / "state", None, "--inference", "fp32")
+        other, other_url = start_server(tmp_path / "state", None, "--inference", "fp32", *_store_flags(store_spec))
         with httpx.Client(timeout=30) as c:
             assert c.get(f"{other_url}/health/ready").status_code == 200
             assert c.get(f"{url}/v1/updates/{uid}").json()["status"] == "running"
@@ -280,15 +285,15 @@ def test_starting_a_second_server_on_the_same_state_leaves_the_first_ones_update
 
 
 @pytest.mark.slow
-def test_two_servers_on_one_state_folder_agree_on_models_and_versions(tmp_path, centroid_dir, stream):
+def test_two_servers_on_one_state_folder_agree_on_models_and_versions(tmp_path, centroid_dir, stream, store_spec):
     """A model added or retired on one server is routed (or not) by the other within a bounded
-    delay, and a version made current by anyone is served by both."""
+    delay, and a version made current by anyone is served by both (on either store)."""
     import httpx
 
     from servers import start_server, stop
 
-    state = tmp_path / "state"
-    a, url_a = start_server(state, centroid_dir, "--inference", "fp32")
+    state, flags = tmp_path / "state", _store_flags(store_spec)
+    a, url_a = start_server(state, centroid_dir, "--inference", "fp32", *flags)
     b = None
     card = {
         "model_id": "new-org/turtle-counter",
@@ -298,7 +303,7 @@ def test_two_servers_on_one_state_folder_agree_on_models_and_versions(tmp_path, 
     }
     prompt = "how many sea turtles are on this drone photo of the beach?"
     try:
-        b, url_b = start_server(state, None, "--inference", "fp32")
+        b, url_b = start_server(state, None, "--inference", "fp32", *flags)
         with httpx.Client(timeout=30) as c:
 
             def top(url: str) -> str:

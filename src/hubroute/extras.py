@@ -15,6 +15,7 @@ EXTRAS = {
     "otel": "OpenTelemetry tracing",
     "hub": "Parquet tables of cards and prompts",
     "ann": "the approximate (HNSW) model index",
+    "postgresql": "the PostgreSQL store",
 }
 
 

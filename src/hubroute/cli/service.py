@@ -19,11 +19,20 @@ KeyOpt = Annotated[
     str | None, typer.Option("--key", envvar="HUBROUTE_API_KEY", help="API key for the service ($HUBROUTE_API_KEY).")
 ]
 StateOpt = Annotated[Path, typer.Option("--state", help="The service's state folder.")]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="HUBROUTE_STORE",
+        help="postgresql:// URL of a shared store ($HUBROUTE_STORE); default: the SQLite file in the state folder.",
+    ),
+]
 
 
 @app.command()
 def serve(
     state: Annotated[Path, typer.Option("--state", help="State folder: router versions, SQLite store.")],
+    store: StoreOpt = None,
     router_dir: Annotated[Path | None, typer.Option("--router", help="Saved router to serve on first start.")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
@@ -68,25 +77,28 @@ def serve(
         keys_file=str(keys_file) if keys_file else None,
         rate_limit_per_s=rate_limit,
         recover=recover or None,
+        store=store,
     )
     application = create_app(state, router_dir, cfg, bind_host=host)
     console.print(f"serving {application.state.service.version} on http://{host}:{port}")
     run_server(application, host, port)
 
 
-def _store(state: Path):
+def _store(state: Path, url: str | None):
+    from hubroute.service.config import ServiceConfig
     from hubroute.service.store import Store
-    from hubroute.service.updater import STORE_FILE
+    from hubroute.service.updater import store_location
 
-    if not state.is_dir():
+    if url is None and not state.is_dir():
         raise HubrouteError(f"{state}: no such state folder")
-    return Store(state / STORE_FILE)
+    return Store(store_location(state, ServiceConfig(store=url).store))
 
 
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Argument(help="A name for the key's holder (letters, digits, - _ . @).")],
     state: StateOpt,
+    store: StoreOpt = None,
     scope: Annotated[
         list[str] | None, typer.Option("--scope", help="route, feedback or admin; repeatable (default: route).")
     ] = None,
@@ -94,16 +106,21 @@ def keys_create(
     """Create a key and print it once (only its hash is kept)."""
     from hubroute.service.auth import create_key
 
-    key = create_key(_store(state), name, scope or ["route"])
+    key = create_key(_store(state, store), name, scope or ["route"])
     print(key)
     console.print(f"key {name!r} with scopes {', '.join(scope or ['route'])}: store it now, it is not shown again")
 
 
 @keys_app.command("list")
-def keys_list(state: StateOpt, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def keys_list(
+    state: StateOpt,
+    store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """List the keys (ids, names, scopes, created, revoked)."""
     rows = [
-        {k: r[k] for k in ("key_id", "name", "scopes", "created_at", "revoked_at")} for r in _store(state).api_keys()
+        {k: r[k] for k in ("key_id", "name", "scopes", "created_at", "revoked_at")}
+        for r in _store(state, store).api_keys()
     ]
     if as_json:
         print(json.dumps(rows))
@@ -125,9 +142,10 @@ def _when(t: float | None) -> str:
 def keys_revoke(
     key: Annotated[str, typer.Argument(help="The key's id or name.")],
     state: StateOpt,
+    store: StoreOpt = None,
 ) -> None:
     """Revoke a key; a running service refuses it from its next request on."""
-    if not _store(state).revoke_key(key):
+    if not _store(state, store).revoke_key(key):
         raise HubrouteError(f"no live key {key!r}")
     out.print(f"revoked {key}")
 

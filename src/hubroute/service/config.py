@@ -50,6 +50,7 @@ class ServiceConfig:
     keep_versions: int = 10
     follow_s: float = 0.5
     # runtime
+    store: str | None = None
     inference: str = "onnx"
     recover: bool = False
     # security
@@ -84,6 +85,10 @@ class ServiceConfig:
             raise HubrouteError(f"follow_s must be >= 0, got {self.follow_s}")
         if self.rate_limit_per_s < 0 or self.request_timeout_s <= 0 or self.min_held_out < 0:
             raise HubrouteError("need rate_limit_per_s >= 0, request_timeout_s > 0 and min_held_out >= 0")
+        if self.store is not None and not self.store.startswith(("postgresql://", "postgres://")):
+            raise HubrouteError(
+                f"store must be a postgresql:// URL (the default store is <state>/hub.sqlite), got {self.store!r}"
+            )
         from hubroute.encoders import INFERENCE_PRECISIONS
 
         if self.inference not in INFERENCE_PRECISIONS:
@@ -133,6 +138,8 @@ SETTINGS_HELP: dict[str, str] = {
     "keep_versions": "Router versions kept on disk (the serving one and the one before it are always kept).",
     "follow_s": "Seconds between looks at the state folder for what other servers sharing it changed (registry "
     "changes, a newly current version); 0: never look.",
+    "store": "A postgresql:// URL of the store that replicas on several hosts share (registry, feedback, "
+    "updates, keys, audit log); empty: the SQLite file <state>/hub.sqlite.",
     "inference": "Encoder runtime: fp32, bf16, int8, onnx (default) or onnx-int8.",
     "recover": "Serve the newest intact version when the current one is damaged.",
     "keys_file": "JSON file of API keys (name, key or sha256, scopes), added to the keys in the store.",

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +32,14 @@ from hubroute.service.config import ServiceConfig
 from hubroute.service.limits import RateLimiter
 from hubroute.service.metrics import Metrics
 from hubroute.service.store import RUNNING, Store, UpdateRunning
-from hubroute.service.updater import STORE_FILE, WORKER_MODULE, apply_registry, is_worker, sync_registry
+from hubroute.service.updater import (
+    STORE_ENV,
+    WORKER_MODULE,
+    apply_registry,
+    is_worker,
+    store_location,
+    sync_registry,
+)
 from hubroute.service.versions import Versions
 
 log = logging.getLogger("hubroute.service")
@@ -58,7 +66,7 @@ class Service:
     ):
         self.state_dir = Path(state_dir)
         self.config = cfg = config or ServiceConfig()
-        self.store = Store(self.state_dir / STORE_FILE)
+        self.store = Store(store_location(self.state_dir, cfg.store))
         self.versions = Versions(self.state_dir)
         self.metrics = Metrics()
         self.keys = KeyRing(self.store, cfg.keys_file)
@@ -153,8 +161,14 @@ class Service:
         """Updates left running by a killed server are marked interrupted. An update whose worker
         still runs is left alone: a worker exits with its server (it watches its parent, and
         marks its update interrupted as it goes), so a live worker belongs to another server that
-        shares this state folder, and restarting this one must not touch it."""
+        shares this state folder, and restarting this one must not touch it. An update run on
+        another host is left alone too (it is taken for dead once its worker stops stamping it,
+        see :meth:`Store.create_update`)."""
+        here = socket.gethostname()
         for u in self.store.running_updates():
+            if u.get("host") not in (None, here):
+                log.info("update %s runs on host %s; left alone", u["id"], u["host"])
+                continue
             pid = u.get("pid")
             if pid and is_worker(pid, self.state_dir, u["id"], u.get("pid_started")):
                 log.info("update %s runs in process %s of another server; left alone", u["id"], pid)
@@ -315,7 +329,8 @@ class Service:
             logfile = self.state_dir / "updates" / f"{uid}.log"
             logfile.parent.mkdir(parents=True, exist_ok=True)
             with logfile.open("wb") as err:
-                self.worker = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+                env = os.environ | ({STORE_ENV: cfg.store} if cfg.store else {})
+                self.worker = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
             threading.Thread(target=self._watch, args=(uid, self.worker, logfile), daemon=True).start()
         self.store.audit(actor, "updates.start", str(uid), {"from_version": self.version})
         return uid
@@ -357,8 +372,8 @@ class Service:
             cancelled = self.store.cancel_updates("cancelled by a rollback")
             self._stop_worker()
             for u in cancelled:
-                pid = u.get("pid")
-                if pid and is_worker(pid, self.state_dir, u["id"], u.get("pid_started")):
+                pid, here = u.get("pid"), u.get("host") in (None, socket.gethostname())
+                if here and pid and is_worker(pid, self.state_dir, u["id"], u.get("pid_started")):
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(pid, signal.SIGKILL)
             version = self.versions.rollback()

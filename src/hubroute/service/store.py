@@ -1,12 +1,13 @@
 """The service's durable store: registered models, feedback, update jobs, API keys, the audit log
-and idempotency keys, in one SQLite file.
+and idempotency keys.
 
-The file runs in WAL mode with ``synchronous=FULL``: a row is on disk once its call returns, so
-a killed server loses nothing it acknowledged. One connection per thread. The schema is
-versioned (``PRAGMA user_version``) and migrated forward on open, one numbered step at a time.
+It lives in one SQLite file of the state folder (the default: WAL mode, ``synchronous=FULL``) or
+in a PostgreSQL database that replicas on several hosts share (``--store postgresql://…``); see
+:mod:`hubroute.service.backends`. Either way a row is durable once its call returns, so a killed
+server loses nothing it acknowledged, and the schema is versioned and migrated forward on open.
 
 Every change of the registry (a card stored, a status set) takes the next *registry revision*
-in its transaction and stamps the rows it touched with it, so a server that shares the file
+in its transaction and stamps the rows it touched with it, so a server that shares the store
 finds what changed since the revision it last applied (:meth:`Store.models_since`).
 """
 
@@ -14,18 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
+import socket
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from hubroute.errors import HubrouteError
 from hubroute.hub import ModelCard, RoutingExample
+from hubroute.service.backends import Backend, is_url, open_backend
 
 RUNNING = ("queued", "running")  # statuses of an update that has not ended
+STALE_S = 60.0  # an update whose worker has not stamped it for this long is taken for dead
 
 
 class IdempotencyConflict(HubrouteError):
@@ -36,123 +38,25 @@ class UpdateRunning(HubrouteError):
     """An update is queued or running already (by any server sharing the store)."""
 
 
-# numbered schema steps; step i brings a store from user_version i to i + 1
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS models (
-        model_id TEXT PRIMARY KEY,
-        card TEXT NOT NULL,
-        status TEXT NOT NULL DEFAULT 'active',
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS feedback (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        prompt TEXT NOT NULL,
-        model_id TEXT NOT NULL,
-        domain TEXT,
-        created_at REAL NOT NULL,
-        update_id INTEGER
-    );
-    CREATE TABLE IF NOT EXISTS updates (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        status TEXT NOT NULL,
-        stage TEXT NOT NULL DEFAULT '',
-        progress REAL NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
-        finished_at REAL,
-        from_version TEXT,
-        to_version TEXT,
-        max_feedback_id INTEGER,
-        pid INTEGER,
-        result TEXT,
-        error TEXT
-    );
-    """,
-    """
-    ALTER TABLE updates ADD COLUMN pid_started REAL;
-    CREATE TABLE IF NOT EXISTS api_keys (
-        key_id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        secret_sha256 TEXT NOT NULL,
-        scopes TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        revoked_at REAL
-    );
-    CREATE TABLE IF NOT EXISTS audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at REAL NOT NULL,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        target TEXT NOT NULL DEFAULT '',
-        detail TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE TABLE IF NOT EXISTS idempotency (
-        owner TEXT NOT NULL,
-        key TEXT NOT NULL,
-        response TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        PRIMARY KEY (owner, key)
-    );
-    """,
-    """
-    ALTER TABLE models ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
-    CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
-    INSERT OR IGNORE INTO meta (k, v) VALUES ('registry_revision', 0);
-    CREATE INDEX IF NOT EXISTS models_revision ON models (revision);
-    """,
-)
-
-
 class Store:
-    """Models, feedback, updates, keys and audit log of one service state folder
-    (``<state>/hub.sqlite``)."""
+    """Models, feedback, updates, keys and audit log of one service: ``path`` is a SQLite file
+    (``<state>/hub.sqlite``) or a ``postgresql://`` URL."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._migrate()
-
-    def _conn(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.row_factory = sqlite3.Row
-            self._local.db = db
-        return db
-
-    def _migrate(self) -> None:
-        with self.tx() as db:
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            for step in range(version, len(MIGRATIONS)):
-                for statement in MIGRATIONS[step].split(";"):
-                    if not statement.strip():
-                        continue
-                    try:
-                        db.execute(statement)
-                    except sqlite3.OperationalError as e:  # a column added by hand or an older run
-                        if "duplicate column" not in str(e):
-                            raise
-                db.execute(f"PRAGMA user_version = {step + 1}")
+        self.backend = open_backend(path)
+        self.path = None if is_url(path) else Path(path)
 
     @property
     def schema_version(self) -> int:
-        """The store's schema step (``len(MIGRATIONS)`` once migrated)."""
-        return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
+        """The store's schema step (the number of migration steps once migrated)."""
+        return self.backend.schema_version
 
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on error)."""
-        db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def tx(self) -> AbstractContextManager[Backend]:
+        """A write transaction (rolled back on error)."""
+        return self.backend.tx()
+
+    def _q(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.backend.execute(sql, params)
 
     # -- models --------------------------------------------------------------------------
     def add_model(self, card: ModelCard) -> bool:
@@ -191,7 +95,8 @@ class Store:
             rev = self._next_revision(db)
             if card is not None:
                 db.execute(
-                    "INSERT OR IGNORE INTO models (model_id, card, status, created_at) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO models (model_id, card, status, created_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
                     (model_id, json.dumps(card.to_dict()), status, time.time()),
                 )
             db.execute("UPDATE models SET status = ?, revision = ? WHERE model_id = ?", (status, rev, model_id))
@@ -202,7 +107,7 @@ class Store:
         with self.tx() as db:
             rev = self._next_revision(db)
             db.executemany(
-                "INSERT OR IGNORE INTO models (model_id, card, status, created_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO models (model_id, card, status, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [(c.model_id, json.dumps(c.to_dict()), status, now) for c in cards],
             )
             db.executemany(
@@ -210,27 +115,23 @@ class Store:
             )
 
     @staticmethod
-    def _next_revision(db: sqlite3.Connection) -> int:
+    def _next_revision(db: Backend) -> int:
         """Take the next registry revision (inside a write transaction)."""
         db.execute("UPDATE meta SET v = v + 1 WHERE k = 'registry_revision'")
-        return int(db.execute("SELECT v FROM meta WHERE k = 'registry_revision'").fetchone()[0])
+        return int(db.execute("SELECT v FROM meta WHERE k = 'registry_revision'").fetchone()["v"])
 
     def registry_revision(self) -> int:
         """The revision of the newest registry change."""
-        return int(self._conn().execute("SELECT v FROM meta WHERE k = 'registry_revision'").fetchone()[0])
+        return int(self._q("SELECT v FROM meta WHERE k = 'registry_revision'").fetchone()["v"])
 
     def models_since(self, revision: int) -> tuple[int, list[tuple[ModelCard, str]]]:
         """The registry revision now, and the cards and statuses changed after ``revision`` (in
         insertion order; rows that no longer parse are skipped), read in one snapshot."""
-        db = self._conn()
-        db.execute("BEGIN")
-        try:
-            now = int(db.execute("SELECT v FROM meta WHERE k = 'registry_revision'").fetchone()[0])
+        with self.backend.snapshot() as db:
+            now = int(db.execute("SELECT v FROM meta WHERE k = 'registry_revision'").fetchone()["v"])
             rows = db.execute(
-                "SELECT card, status FROM models WHERE revision > ? ORDER BY rowid", (revision,)
+                "SELECT card, status FROM models WHERE revision > ? ORDER BY {seq}", (revision,)
             ).fetchall()
-        finally:
-            db.execute("COMMIT")
         out = []
         for r in rows:
             try:
@@ -243,7 +144,7 @@ class Store:
         """Every stored card and its status, in insertion order; rows that no longer parse as a
         card are skipped (see :meth:`unreadable_models`)."""
         out = []
-        for r in self._conn().execute("SELECT card, status FROM models ORDER BY rowid"):
+        for r in self._q("SELECT card, status FROM models ORDER BY {seq}"):
             try:
                 out.append((ModelCard.from_dict(json.loads(r["card"])), r["status"]))
             except (ValueError, TypeError):
@@ -253,7 +154,7 @@ class Store:
     def unreadable_models(self) -> list[str]:
         """Ids of stored rows whose card does not parse."""
         bad = []
-        for r in self._conn().execute("SELECT model_id, card FROM models ORDER BY rowid"):
+        for r in self._q("SELECT model_id, card FROM models ORDER BY {seq}"):
             try:
                 ModelCard.from_dict(json.loads(r["card"]))
             except (ValueError, TypeError):
@@ -281,10 +182,10 @@ class Store:
             ids = []
             for prompt, model_id, domain in items:
                 cur = db.execute(
-                    "INSERT INTO feedback (prompt, model_id, domain, created_at) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO feedback (prompt, model_id, domain, created_at) VALUES (?, ?, ?, ?) RETURNING id",
                     (prompt, model_id, domain, now),
                 )
-                ids.append(int(cur.lastrowid))
+                ids.append(int(cur.fetchone()["id"]))
             if idempotency is not None:
                 db.execute(
                     "INSERT INTO idempotency (owner, key, response, created_at) VALUES (?, ?, ?, ?)",
@@ -294,38 +195,45 @@ class Store:
 
     def feedback_count(self, pending_only: bool = False) -> int:
         """Number of feedback rows (only those no update consumed yet, if asked)."""
-        q = "SELECT COUNT(*) FROM feedback" + (" WHERE update_id IS NULL" if pending_only else "")
-        return int(self._conn().execute(q).fetchone()[0])
+        q = "SELECT COUNT(*) AS n FROM feedback" + (" WHERE update_id IS NULL" if pending_only else "")
+        return int(self._q(q).fetchone()["n"])
 
     def pending_feedback(self, max_id: int) -> list[tuple[int, RoutingExample]]:
         """Unconsumed feedback up to ``max_id`` as (id, example); family is filled by the caller."""
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT id, prompt, model_id, domain FROM feedback WHERE update_id IS NULL AND id <= ? ORDER BY id",
-                (max_id,),
-            )
-            .fetchall()
-        )
+        rows = self._q(
+            "SELECT id, prompt, model_id, domain FROM feedback WHERE update_id IS NULL AND id <= ? ORDER BY id",
+            (max_id,),
+        ).fetchall()
         return [(r["id"], RoutingExample(r["prompt"], r["model_id"], r["domain"] or "", "")) for r in rows]
 
     # -- updates -------------------------------------------------------------------------
-    def create_update(self, from_version: str) -> int:
+    def create_update(self, from_version: str, stale_s: float = STALE_S) -> int:
         """A queued update over all feedback stored so far; returns its id. :class:`UpdateRunning`
         when one is queued or running already: the check and the insert are one write
-        transaction, so of servers sharing the store exactly one starts an update."""
+        transaction, so of servers sharing the store exactly one starts an update. An update
+        not stamped for ``stale_s`` seconds (its worker, on whatever host, is gone) is marked
+        interrupted first."""
+        now = time.time()
         with self.tx() as db:
+            db.lock_updates()
+            db.execute(
+                "UPDATE updates SET status = 'interrupted', finished_at = ?, "
+                "error = 'its worker stopped stamping it (host or server gone)' "
+                "WHERE status IN (?, ?) AND COALESCE(heartbeat_at, created_at) < ?",
+                (now, *RUNNING, now - stale_s),
+            )
             running = db.execute(
                 "SELECT id FROM updates WHERE status IN (?, ?) ORDER BY id LIMIT 1", RUNNING
             ).fetchone()
             if running is not None:
                 raise UpdateRunning(f"update {running['id']} is already queued or running")
-            max_id = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM feedback").fetchone()[0])
+            max_id = int(db.execute("SELECT COALESCE(MAX(id), 0) AS n FROM feedback").fetchone()["n"])
             cur = db.execute(
-                "INSERT INTO updates (status, created_at, from_version, max_feedback_id) VALUES ('queued', ?, ?, ?)",
+                "INSERT INTO updates (status, created_at, from_version, max_feedback_id) VALUES ('queued', ?, ?, ?) "
+                "RETURNING id",
                 (time.time(), from_version, max_id),
             )
-            return int(cur.lastrowid)
+            return int(cur.fetchone()["id"])
 
     def set_update(self, update_id: int, **fields: Any) -> None:
         """Change columns of an update row (``result`` is stored as JSON)."""
@@ -336,15 +244,20 @@ class Store:
             db.execute(f"UPDATE updates SET {cols} WHERE id = ?", (*fields.values(), update_id))
 
     def claim_update(self, update_id: int, pid: int, pid_started: float) -> bool:
-        """Mark a queued update running in process ``pid`` (started at ``pid_started``); False
-        when it is no longer queued (cancelled meanwhile)."""
+        """Mark a queued update running in process ``pid`` (started at ``pid_started``) on this
+        host; False when it is no longer queued (cancelled meanwhile)."""
         with self.tx() as db:
             cur = db.execute(
-                "UPDATE updates SET status = 'running', pid = ?, pid_started = ?, stage = 'loading', progress = 0.05 "
-                "WHERE id = ? AND status = 'queued'",
-                (pid, pid_started, update_id),
+                "UPDATE updates SET status = 'running', pid = ?, pid_started = ?, host = ?, heartbeat_at = ?, "
+                "stage = 'loading', progress = 0.05 WHERE id = ? AND status = 'queued'",
+                (pid, pid_started, socket.gethostname(), time.time(), update_id),
             )
             return cur.rowcount == 1
+
+    def heartbeat(self, update_id: int) -> None:
+        """Stamp a running update: its worker is alive."""
+        with self.tx() as db:
+            db.execute("UPDATE updates SET heartbeat_at = ? WHERE id = ?", (time.time(), update_id))
 
     def finish_update(
         self, update_id: int, status: str, result: dict[str, Any], to_version: str | None, ids: list[int]
@@ -376,7 +289,7 @@ class Store:
 
     def update(self, update_id: int) -> dict[str, Any] | None:
         """One update row as a dict (``result`` decoded), or None."""
-        r = self._conn().execute("SELECT * FROM updates WHERE id = ?", (update_id,)).fetchone()
+        r = self._q("SELECT * FROM updates WHERE id = ?", (update_id,)).fetchone()
         if r is None:
             return None
         d = dict(r)
@@ -386,7 +299,7 @@ class Store:
     def running_updates(self) -> list[dict[str, Any]]:
         """Updates still marked queued or running."""
         marks = ",".join("?" * len(RUNNING))
-        rows = self._conn().execute(f"SELECT id FROM updates WHERE status IN ({marks})", RUNNING).fetchall()
+        rows = self._q(f"SELECT id FROM updates WHERE status IN ({marks})", RUNNING).fetchall()
         return [u for u in (self.update(r["id"]) for r in rows) if u is not None]
 
     # -- API keys --------------------------------------------------------------------------
@@ -401,7 +314,7 @@ class Store:
     def api_keys(self, include_revoked: bool = True) -> list[dict[str, Any]]:
         """Every stored key (without anything secret beyond the hash)."""
         q = "SELECT * FROM api_keys" + ("" if include_revoked else " WHERE revoked_at IS NULL") + " ORDER BY created_at"
-        return [dict(r) | {"scopes": r["scopes"].split(",") if r["scopes"] else []} for r in self._conn().execute(q)]
+        return [dict(r) | {"scopes": r["scopes"].split(",") if r["scopes"] else []} for r in self._q(q)]
 
     def revoke_key(self, key_or_name: str) -> bool:
         """Revoke a key by id or name; False when no live key matches."""
@@ -423,5 +336,5 @@ class Store:
 
     def audit_log(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         """The newest audit entries first."""
-        rows = self._conn().execute("SELECT * FROM audit ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
+        rows = self._q("SELECT * FROM audit ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
         return [dict(r) | {"detail": json.loads(r["detail"])} for r in rows]

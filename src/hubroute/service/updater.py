@@ -36,7 +36,14 @@ from hubroute.service.versions import Versions
 from hubroute.update import GatePolicy, learn_and_check
 
 STORE_FILE = "hub.sqlite"
+STORE_ENV = "HUBROUTE_STORE"  # the worker finds a PostgreSQL store here (a URL never goes on a command line)
 WORKER_MODULE = "hubroute.service.updater"
+HEARTBEAT_S = 5.0  # a running worker stamps its update this often
+
+
+def store_location(state_dir: str | os.PathLike, url: str | None = None) -> str:
+    """Where a service's store lives: ``url``, else ``$HUBROUTE_STORE``, else ``<state>/hub.sqlite``."""
+    return url or os.environ.get(STORE_ENV) or os.path.join(state_dir, STORE_FILE)
 
 
 class Cancelled(Exception):
@@ -121,12 +128,46 @@ def run_update(
     keep_versions: int | None = None,
 ) -> dict[str, Any]:
     """Do one update (see the module docstring); returns its result record."""
-    store, versions = Store(os.path.join(state_dir, STORE_FILE)), Versions(state_dir)
+    store, versions = Store(store_location(state_dir)), Versions(state_dir)
     u = store.update(update_id)
     if u is None:
         raise HubrouteError(f"no update {update_id}")
     if not store.claim_update(update_id, os.getpid(), psutil.Process().create_time()):
         return {"reason": f"update {update_id} is {u['status']}, not queued"}
+    beating = _heartbeat(store, update_id)
+    try:
+        return _run_claimed(
+            store, versions, u, margin, reference_margin, min_held_out, holdout_every, inference, keep_versions
+        )
+    finally:
+        beating.set()
+
+
+def _heartbeat(store: Store, update_id: int) -> threading.Event:
+    """Stamp the update every :data:`HEARTBEAT_S` seconds until the returned event is set."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(Exception):  # a store hiccup is retried at the next beat
+                store.heartbeat(update_id)
+
+    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+    return stop
+
+
+def _run_claimed(
+    store: Store,
+    versions: Versions,
+    u: dict[str, Any],
+    margin: float,
+    reference_margin: float,
+    min_held_out: int,
+    holdout_every: int,
+    inference: str,
+    keep_versions: int | None,
+) -> dict[str, Any]:
+    update_id = int(u["id"])
     t0 = time.time()
 
     def stage(name: str, fraction: float) -> None:
@@ -178,7 +219,7 @@ def _watch_parent(parent: int, state: str, update_id: int, poll_s: float = 0.5) 
             time.sleep(poll_s)
             if os.getppid() != parent or not psutil.pid_exists(parent):
                 with contextlib.suppress(Exception):  # exit whatever the store says
-                    Store(os.path.join(state, STORE_FILE)).set_update(
+                    Store(store_location(state)).set_update(
                         update_id, status="interrupted", error="the server stopped during this update"
                     )
                 os._exit(3)
@@ -220,9 +261,7 @@ def main(argv: list[str] | None = None) -> None:
             keep_versions=args.keep_versions,
         )
     except Exception as e:  # recorded for GET /v1/updates/{id}; the pointer is untouched
-        Store(os.path.join(args.state, STORE_FILE)).set_update(
-            args.update_id, status="failed", error=f"{type(e).__name__}: {e}"
-        )
+        Store(store_location(args.state)).set_update(args.update_id, status="failed", error=f"{type(e).__name__}: {e}")
         sys.exit(1)
 
 

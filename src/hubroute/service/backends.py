@@ -1,0 +1,375 @@
+"""The two SQL databases a service store can live in, behind one small interface.
+
+:class:`SQLiteBackend` is one file in the state folder (the default, one host). :class:`PostgresBackend`
+is a PostgreSQL database reached by URL, shared by replicas on any number of hosts. The store
+writes its SQL once, in the subset both speak (``?`` placeholders, ``INSERT … ON CONFLICT DO
+NOTHING``, ``RETURNING``, named result columns, ``{seq}`` for insertion order); a backend
+translates it, opens one connection per thread, runs write transactions and snapshots, and
+migrates its schema forward on open, one numbered step at a time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from hubroute.errors import HubrouteError
+from hubroute.extras import require
+
+# numbered schema steps; step i brings a store from version i to i + 1. SQLite's first three
+# steps are history (stores made by earlier releases); PostgreSQL starts at the schema they built.
+SQLITE_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS models (
+        model_id TEXT PRIMARY KEY,
+        card TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active',
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS feedback (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        prompt TEXT NOT NULL,
+        model_id TEXT NOT NULL,
+        domain TEXT,
+        created_at REAL NOT NULL,
+        update_id INTEGER
+    );
+    CREATE TABLE IF NOT EXISTS updates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        status TEXT NOT NULL,
+        stage TEXT NOT NULL DEFAULT '',
+        progress REAL NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        from_version TEXT,
+        to_version TEXT,
+        max_feedback_id INTEGER,
+        pid INTEGER,
+        result TEXT,
+        error TEXT
+    );
+    """,
+    """
+    ALTER TABLE updates ADD COLUMN pid_started REAL;
+    CREATE TABLE IF NOT EXISTS api_keys (
+        key_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE IF NOT EXISTS audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE IF NOT EXISTS idempotency (
+        owner TEXT NOT NULL,
+        key TEXT NOT NULL,
+        response TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (owner, key)
+    );
+    """,
+    """
+    ALTER TABLE models ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+    INSERT OR IGNORE INTO meta (k, v) VALUES ('registry_revision', 0);
+    CREATE INDEX IF NOT EXISTS models_revision ON models (revision);
+    """,
+    """
+    ALTER TABLE updates ADD COLUMN host TEXT;
+    ALTER TABLE updates ADD COLUMN heartbeat_at REAL;
+    """,
+)
+
+POSTGRES_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE models (
+        seq BIGSERIAL UNIQUE,
+        model_id TEXT PRIMARY KEY,
+        card TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active',
+        created_at DOUBLE PRECISION NOT NULL,
+        revision BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE INDEX models_revision ON models (revision);
+    CREATE TABLE feedback (
+        id BIGSERIAL PRIMARY KEY,
+        prompt TEXT NOT NULL,
+        model_id TEXT NOT NULL,
+        domain TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        update_id BIGINT
+    );
+    CREATE INDEX feedback_pending ON feedback (id) WHERE update_id IS NULL;
+    CREATE TABLE updates (
+        id BIGSERIAL PRIMARY KEY,
+        status TEXT NOT NULL,
+        stage TEXT NOT NULL DEFAULT '',
+        progress DOUBLE PRECISION NOT NULL DEFAULT 0,
+        created_at DOUBLE PRECISION NOT NULL,
+        finished_at DOUBLE PRECISION,
+        from_version TEXT,
+        to_version TEXT,
+        max_feedback_id BIGINT,
+        pid BIGINT,
+        result TEXT,
+        error TEXT,
+        pid_started DOUBLE PRECISION
+    );
+    CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        revoked_at DOUBLE PRECISION
+    );
+    CREATE TABLE audit (
+        id BIGSERIAL PRIMARY KEY,
+        at DOUBLE PRECISION NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE idempotency (
+        owner TEXT NOT NULL,
+        key TEXT NOT NULL,
+        response TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (owner, key)
+    );
+    CREATE TABLE meta (k TEXT PRIMARY KEY, v BIGINT NOT NULL);
+    INSERT INTO meta (k, v) VALUES ('registry_revision', 0);
+    """,
+    "",  # steps 2 and 3 of SQLite are part of step 1 here; the numbers stay aligned
+    "",
+    """
+    ALTER TABLE updates ADD COLUMN host TEXT;
+    ALTER TABLE updates ADD COLUMN heartbeat_at DOUBLE PRECISION;
+    """,
+)
+
+# pg_advisory_xact_lock keys: one for schema migration, one for starting updates
+MIGRATE_LOCK = 0x6875_6272_0001
+UPDATE_LOCK = 0x6875_6272_0002
+
+
+class Backend(Protocol):
+    """What :class:`hubroute.service.store.Store` needs of a database."""
+
+    name: str
+    where: str  # the file or the URL without its password, for messages
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any: ...
+
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None: ...
+
+    @contextmanager
+    def tx(self) -> Iterator[Backend]: ...
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Backend]: ...
+
+    def lock_updates(self) -> None: ...
+
+    @property
+    def schema_version(self) -> int: ...
+
+
+class SQLiteBackend:
+    """One SQLite file in WAL mode with ``synchronous=FULL`` (a row is on disk once its call
+    returns); ``BEGIN IMMEDIATE`` makes every write transaction the only writer."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.where = str(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._migrate()
+
+    def _conn(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.row_factory = sqlite3.Row
+            self._local.db = db
+        return db
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """Run one statement; the cursor's rows are read by column name."""
+        return self._conn().execute(sql.replace("{seq}", "rowid"), params)
+
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run one statement once per row."""
+        self._conn().executemany(sql.replace("{seq}", "rowid"), rows)
+
+    @contextmanager
+    def tx(self) -> Iterator[SQLiteBackend]:
+        """A write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on error)."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[SQLiteBackend]:
+        """Reads that see one state of the file."""
+        db = self._conn()
+        db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            db.execute("COMMIT")
+
+    def lock_updates(self) -> None:
+        """Nothing to do: a write transaction is the only writer already."""
+
+    @property
+    def schema_version(self) -> int:
+        """The file's schema step (``PRAGMA user_version``)."""
+        return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        with self.tx():
+            for step in range(self.schema_version, len(SQLITE_MIGRATIONS)):
+                for statement in SQLITE_MIGRATIONS[step].split(";"):
+                    if not statement.strip():
+                        continue
+                    try:
+                        self._conn().execute(statement)
+                    except sqlite3.OperationalError as e:  # a column added by hand or an older run
+                        if "duplicate column" not in str(e):
+                            raise
+                self._conn().execute(f"PRAGMA user_version = {step + 1}")
+
+
+class PostgresBackend:
+    """A PostgreSQL database (psycopg 3), one autocommit connection per thread; a write
+    transaction is ``BEGIN`` … ``COMMIT`` (READ COMMITTED: the registry revision row serialises
+    registry changes, an advisory lock serialises the start of updates), a snapshot is
+    REPEATABLE READ. The schema steps run in one transaction under an advisory lock, so replicas
+    starting together migrate once."""
+
+    name = "postgresql"
+
+    def __init__(self, url: str, connect_timeout_s: float = 10.0):
+        self._psycopg = require("psycopg", "postgresql")
+        self.url = url
+        self.where = _redact(url)
+        self.connect_timeout_s = connect_timeout_s
+        self._local = threading.local()
+        self._migrate()
+
+    def _conn(self) -> Any:
+        db = getattr(self._local, "db", None)
+        if db is None or db.closed or db.broken:
+            from psycopg.rows import dict_row
+
+            try:
+                db = self._psycopg.connect(
+                    self.url, autocommit=True, row_factory=dict_row, connect_timeout=max(1, int(self.connect_timeout_s))
+                )
+            except self._psycopg.Error as e:
+                raise HubrouteError(f"cannot connect to the store {self.where}: {' '.join(str(e).split())}") from None
+            self._local.db = db
+        return db
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """Run one statement; the cursor's rows are dicts."""
+        return self._conn().execute(_to_pyformat(sql), params)
+
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run one statement once per row (pipelined)."""
+        if rows:
+            self._conn().cursor().executemany(_to_pyformat(sql), rows)
+
+    @contextmanager
+    def tx(self) -> Iterator[PostgresBackend]:
+        """A write transaction, rolled back on error."""
+        with self._conn().transaction():
+            yield self
+
+    @contextmanager
+    def snapshot(self) -> Iterator[PostgresBackend]:
+        """Reads that see one committed state of the database."""
+        db = self._conn()
+        with db.transaction():
+            db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield self
+
+    def lock_updates(self) -> None:
+        """Hold the update advisory lock until this transaction ends (one starter at a time)."""
+        self._conn().execute("SELECT pg_advisory_xact_lock(%s)", (UPDATE_LOCK,))
+
+    @property
+    def schema_version(self) -> int:
+        """The database's schema step (table ``hubroute_schema``)."""
+        row = self._conn().execute("SELECT to_regclass('hubroute_schema') AS t").fetchone()
+        if row["t"] is None:
+            return 0
+        return int(self._conn().execute("SELECT version FROM hubroute_schema").fetchone()["version"])
+
+    def _migrate(self) -> None:
+        db = self._conn()
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+            db.execute("CREATE TABLE IF NOT EXISTS hubroute_schema (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM hubroute_schema").fetchone()
+            if row is None:
+                db.execute("INSERT INTO hubroute_schema (version) VALUES (0)")
+            start = 0 if row is None else int(row["version"])
+            if start > len(POSTGRES_MIGRATIONS):
+                raise HubrouteError(
+                    f"the store {self.where} has schema step {start}, newer than this hubroute "
+                    f"({len(POSTGRES_MIGRATIONS)}): upgrade hubroute"
+                )
+            for step in range(start, len(POSTGRES_MIGRATIONS)):
+                for statement in POSTGRES_MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("UPDATE hubroute_schema SET version = %s", (step + 1,))
+
+
+def _to_pyformat(sql: str) -> str:
+    """The store's ``?`` placeholders as psycopg's ``%s`` (the store's SQL has no ``%``)."""
+    return sql.replace("{seq}", "seq").replace("?", "%s")
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def is_url(spec: str | Path) -> bool:
+    """Whether ``spec`` names a PostgreSQL database rather than a SQLite file."""
+    return str(spec).startswith(("postgresql://", "postgres://"))
+
+
+def open_backend(spec: str | Path) -> SQLiteBackend | PostgresBackend:
+    """The backend ``spec`` names: a ``postgresql://`` URL, or the path of a SQLite file."""
+    return PostgresBackend(str(spec)) if is_url(spec) else SQLiteBackend(spec)
