@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -338,3 +339,75 @@ def test_two_servers_on_one_state_folder_agree_on_models_and_versions(tmp_path, 
         for p in (b, a):
             if p is not None:
                 stop(p)
+
+
+@pytest.mark.slow
+def test_killing_one_replica_under_load_fails_nothing_on_the_other_and_loses_no_feedback(
+    tmp_path, centroid_dir, stream, store_spec
+):
+    """Two replicas on one store take routes and feedback; one is SIGKILLed mid-stream. The other
+    answers every request, and every feedback row either acknowledged is in the store."""
+    import httpx
+
+    from servers import start_server, stop
+
+    state, flags = tmp_path / "state", _store_flags(store_spec)
+    a, url_a = start_server(state, centroid_dir, "--inference", "fp32", *flags)
+    b = None
+    model = stream[0].new_cards[0].model_id
+    acked: list[tuple[int, str]] = []
+    errors_b: list[str] = []
+    a_busy, a_killed = threading.Event(), threading.Event()
+
+    def load(url: str, name: str, after_kill: int) -> None:
+        """Alternate feedback and route requests; on A stop at the first failure after the kill
+        (a load balancer takes it out), on B go on for ``after_kill`` requests past the kill."""
+        with httpx.Client(base_url=url, timeout=30) as c:
+            for i in range(2000):  # bounded; ends well before on both
+                prompt = f"{name} load prompt {i}: which model should answer this?"
+                try:
+                    r = c.post("/v1/feedback", json={"prompt": prompt, "model_id": model})
+                    if r.status_code == 201:
+                        acked.append((r.json()["ids"][0], prompt))
+                    routed = c.post("/v1/route", json={"prompts": prompt, "k": 1})
+                    ok = r.status_code == 201 and routed.status_code == 200
+                except httpx.TransportError as e:
+                    ok, r = False, e
+                if name == "a":
+                    if i == 20:
+                        a_busy.set()
+                    if a_killed.is_set() and not ok:
+                        return
+                elif not ok:
+                    errors_b.append(f"request {i}: {r!r}")
+                if a_killed.is_set():
+                    after_kill -= 1
+                    if after_kill <= 0:
+                        return
+
+    try:
+        b, url_b = start_server(state, None, "--inference", "fp32", *flags)
+        threads = [
+            threading.Thread(target=load, args=(url_a, "a", 10**6)),
+            threading.Thread(target=load, args=(url_b, "b", 40)),
+        ]
+        for t in threads:
+            t.start()
+        assert a_busy.wait(120), "replica A never got busy"
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(10)
+        a_killed.set()
+        for t in threads:
+            t.join(300)
+        assert not any(t.is_alive() for t in threads)
+        assert errors_b == []
+        with httpx.Client(timeout=30) as c:
+            assert c.get(f"{url_b}/health/ready").status_code == 200
+    finally:
+        for p in (b, a):
+            if p is not None and p.poll() is None:
+                stop(p)
+    store = Store(store_spec if flags else state / STORE_FILE)
+    stored = {fid: ex.prompt for fid, ex in store.pending_feedback(10**12)}
+    assert {p.split()[0] for _, p in acked} == {"a", "b"} and len(acked) >= 60
+    assert [(fid, stored.get(fid)) for fid, _ in acked] == acked  # every acknowledged row, as sent
