@@ -31,6 +31,8 @@ RUNNERS = (
     "service_attack",
     "cold_start",
     "hub_scale",
+    "replicas",
+    "ddp",
     "inference_speed",
     "encoder_speed",
     "scale",

@@ -19,16 +19,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(state: Path, router: Path | None, *extra: str, timeout_s: float = 300) -> tuple[subprocess.Popen, str]:
+def start(
+    state: Path, router: Path | None, *extra: str, timeout_s: float = 300, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
     """Start ``hubroute serve`` on a free loopback port (stderr to ``<state>.log``, embedding cache
-    in ``<state>.cache``, so nothing measured comes from an earlier run's cache) and wait until it
-    is ready; returns the process and its URL."""
+    in ``<state>.cache``, so nothing measured comes from an earlier run's cache; ``env``: more
+    variables) and wait until it is ready; returns the process and its URL."""
     port = free_port()
     cmd = [sys.executable, "-m", "hubroute.cli", "serve", "--state", str(state), "--port", str(port), *extra]
     if router is not None:
         cmd += ["--router", str(router)]
     log = state.with_name(state.name + ".log")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HUBROUTE_CACHE": str(state.with_name(state.name + ".cache"))}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HUBROUTE_CACHE": str(state.with_name(state.name + ".cache")),
+        **(env or {}),
+    }
     with log.open("ab") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
     url = f"http://127.0.0.1:{port}"

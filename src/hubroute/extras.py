@@ -16,6 +16,7 @@ EXTRAS = {
     "hub": "Parquet tables of cards and prompts",
     "ann": "the approximate (HNSW) model index",
     "postgresql": "the PostgreSQL store",
+    "ray": "serving on Ray Serve",
 }
 
 

@@ -148,7 +148,8 @@ def progress_bars() -> Any:
 
     from hubroute import progress
 
-    if os.environ.get("HUBROUTE_QUIET") == "1" or not console.is_terminal:
+    rank = os.environ.get("RANK", "0")  # under torchrun, only rank 0 draws
+    if os.environ.get("HUBROUTE_QUIET") == "1" or not console.is_terminal or rank != "0":
         return contextlib.nullcontext()
     bars = ProgressBars()
 

@@ -111,12 +111,32 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Learn a stream one experience at a time with a trainable router, saving it after each experience
-    (`OUT/checkpoints/<t>-<name>`, the latest in `OUT/router`), and write the report."""
+    (`OUT/checkpoints/<t>-<name>`, the latest in `OUT/router`), and write the report. Under `torchrun` the
+    processes train data-parallel and rank 0 writes (docs/scale-out.md)."""
+    from hubroute.training import distributed
+
+    with distributed.from_env():
+        _train(out_dir, router, strategy, data, protocol, param, strategy_param, max_examples, plots, seed)
+
+
+def _train(
+    out_dir: Path,
+    router: str,
+    strategy: str | None,
+    data: Path | None,
+    protocol: str,
+    param: list[str] | None,
+    strategy_param: list[str] | None,
+    max_examples: int | None,
+    plots: bool,
+    seed: int,
+) -> None:
     from hubroute.cli.sources import load_stream
     from hubroute.evaluation.report import write_report
     from hubroute.evaluation.runner import run_stream
     from hubroute.routers.embedding import EmbeddingRouter
     from hubroute.seed import seed_everything
+    from hubroute.training.distributed import is_writer
 
     cls = ROUTERS.resolve(router)
     if not issubclass(cls, EmbeddingRouter):
@@ -133,11 +153,14 @@ def train(
     label = f"{router}/{r.strategy_.name}"
 
     def checkpoint(t: int, rt: Any) -> None:
-        rt.save(out_dir / "checkpoints" / f"{t + 1}-{stream[t].name}")
-        rt.save(out_dir / "router")
+        if is_writer():
+            rt.save(out_dir / "checkpoints" / f"{t + 1}-{stream[t].name}")
+            rt.save(out_dir / "router")
 
     with progress_bars():
         result = run_stream(r, stream, seed=seed, latency=False, on_experience=checkpoint, label=label)
+    if not is_writer():
+        return
     write_report(result, out_dir, command=command_line(), plots=plots, title=label)
     print_summary([result], [label])
     out.print(f"results in {out_dir}; router saved to {out_dir / 'router'}")

@@ -184,9 +184,27 @@ def update(
 ) -> None:
     """Learn one more experience on a saved router, with its strategy's state (replay buffer, anchors, Fisher
     information, adapters), check the result as the service's updates do (held-out and reference accuracy) and save
-    it with a report. The same code path as the service's feedback updates."""
+    it with a report. The same code path as the service's feedback updates. Under `torchrun` the processes train
+    data-parallel and rank 0 writes (docs/scale-out.md)."""
+    from hubroute.training import distributed
+
+    with distributed.from_env():
+        _update(router_dir, out_dir, data, experience, margin, reference_margin, min_held_out, force)
+
+
+def _update(
+    router_dir: Path,
+    out_dir: Path,
+    data: Path,
+    experience: str,
+    margin: float,
+    reference_margin: float,
+    min_held_out: int,
+    force: bool,
+) -> None:
     from hubroute.hubs.folder import HubFolder
     from hubroute.routers import load_router
+    from hubroute.training.distributed import is_writer
     from hubroute.update import GatePolicy, learn_and_check
 
     if out_dir.resolve() == router_dir.resolve():
@@ -210,6 +228,10 @@ def update(
     policy = GatePolicy(margin=margin, reference_margin=reference_margin, min_held_out=min_held_out)
     with progress_bars():
         report = learn_and_check(router, exp, policy, also={"earlier_held_out": earlier})
+    if not is_writer():  # the other ranks hold the same router and verdict
+        if not (report.accepted or force):
+            raise HubrouteError(f"update refused ({report.reason})")
+        return
     if report.accepted or force:
         router.save(out_dir / "router")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,16 @@ def serve(
     recover: Annotated[
         bool, typer.Option("--recover", help="Serve the newest intact version if the current one is damaged.")
     ] = False,
+    engine: Annotated[
+        str, typer.Option(help="uvicorn (one process, the default) or ray (Ray Serve replicas; the `ray` extra).")
+    ] = "uvicorn",
+    replicas: Annotated[int, typer.Option(help="--engine ray: replicas to run (the least, with --max-replicas).")] = 1,
+    max_replicas: Annotated[
+        int | None, typer.Option(help="--engine ray: autoscale up to this many replicas by requests in flight.")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="--engine ray: join this Ray cluster (default: start a local one).")
+    ] = None,
 ) -> None:
     """Serve a router over HTTP (OpenAPI at /docs) and keep it current from feedback; settings in
     docs/service.md."""
@@ -79,6 +89,27 @@ def serve(
         recover=recover or None,
         store=store,
     )
+    if engine == "ray":
+        from hubroute.service import ray_engine
+
+        ray_engine.run(
+            state,
+            router_dir,
+            cfg,
+            host=host,
+            port=port,
+            replicas=replicas,
+            max_replicas=max_replicas,
+            address=ray_address,
+            on_ready=lambda v: console.print(
+                f"serving {v} on http://{host}:{port} with Ray Serve ({replicas} replicas)"
+            ),
+        )
+        return
+    if engine != "uvicorn":
+        raise HubrouteError(f"unknown engine {engine!r}: choose uvicorn or ray")
+    if replicas != 1 or max_replicas is not None or ray_address is not None:
+        raise HubrouteError("--replicas, --max-replicas and --ray-address need --engine ray")
     application = create_app(state, router_dir, cfg, bind_host=host)
     console.print(f"serving {application.state.service.version} on http://{host}:{port}")
     run_server(application, host, port)

@@ -262,76 +262,115 @@ class SQLiteBackend:
                 self._conn().execute(f"PRAGMA user_version = {step + 1}")
 
 
+class Rows:
+    """The rows a statement returned, read before its connection went back to the pool."""
+
+    def __init__(self, cursor: Any):
+        self.rowcount = cursor.rowcount
+        self._rows = cursor.fetchall() if cursor.description else []
+
+    def fetchone(self) -> Any:
+        """The first row, or None."""
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        """Every row."""
+        return self._rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
 class PostgresBackend:
-    """A PostgreSQL database (psycopg 3), one autocommit connection per thread; a write
-    transaction is ``BEGIN`` … ``COMMIT`` (READ COMMITTED: the registry revision row serialises
-    registry changes, an advisory lock serialises the start of updates), a snapshot is
-    REPEATABLE READ. The schema steps run in one transaction under an advisory lock, so replicas
-    starting together migrate once."""
+    """A PostgreSQL database (psycopg 3) through a pool of at most ``pool_size`` autocommit
+    connections per process (a replica's many request threads share them); a write
+    transaction holds one connection from ``BEGIN`` to ``COMMIT`` (READ COMMITTED: the registry
+    revision row serialises registry changes, an advisory lock serialises the start of updates),
+    a snapshot is REPEATABLE READ. The schema steps run in one transaction under an advisory
+    lock, so replicas starting together migrate once."""
 
     name = "postgresql"
 
-    def __init__(self, url: str, connect_timeout_s: float = 10.0):
-        self._psycopg = require("psycopg", "postgresql")
+    def __init__(self, url: str, pool_size: int = 8, timeout_s: float = 30.0):
+        psycopg = require("psycopg", "postgresql")
+        pool = require("psycopg_pool", "postgresql")
+        from psycopg.rows import dict_row
+
         self.url = url
         self.where = _redact(url)
-        self.connect_timeout_s = connect_timeout_s
         self._local = threading.local()
+        try:  # one direct attempt first, for a clear message when the database cannot be reached
+            psycopg.connect(url, connect_timeout=10).close()
+        except psycopg.Error as e:
+            raise HubrouteError(f"cannot connect to the store {self.where}: {' '.join(str(e).split())}") from None
+        self._pool = pool.ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            timeout=timeout_s,
+            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 10},
+            open=False,
+        )
+        self._pool.open()
         self._migrate()
 
-    def _conn(self) -> Any:
-        db = getattr(self._local, "db", None)
-        if db is None or db.closed or db.broken:
-            from psycopg.rows import dict_row
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        held = getattr(self._local, "tx", None)
+        if held is not None:  # inside this thread's transaction
+            yield held
+            return
+        with self._pool.connection() as db:
+            yield db
 
-            try:
-                db = self._psycopg.connect(
-                    self.url, autocommit=True, row_factory=dict_row, connect_timeout=max(1, int(self.connect_timeout_s))
-                )
-            except self._psycopg.Error as e:
-                raise HubrouteError(f"cannot connect to the store {self.where}: {' '.join(str(e).split())}") from None
-            self._local.db = db
-        return db
-
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        """Run one statement; the cursor's rows are dicts."""
-        return self._conn().execute(_to_pyformat(sql), params)
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Rows:
+        """Run one statement; its rows are dicts."""
+        with self._connection() as db:
+            return Rows(db.execute(_to_pyformat(sql), params))
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """Run one statement once per row (pipelined)."""
+        """Run one statement once per row."""
         if rows:
-            self._conn().cursor().executemany(_to_pyformat(sql), rows)
+            with self._connection() as db:
+                db.cursor().executemany(_to_pyformat(sql), rows)
 
     @contextmanager
     def tx(self) -> Iterator[PostgresBackend]:
-        """A write transaction, rolled back on error."""
-        with self._conn().transaction():
-            yield self
+        """A write transaction on one connection, rolled back on error."""
+        if getattr(self._local, "tx", None) is not None:
+            raise RuntimeError("transactions do not nest")
+        with self._pool.connection() as db, db.transaction():
+            self._local.tx = db
+            try:
+                yield self
+            finally:
+                self._local.tx = None
 
     @contextmanager
     def snapshot(self) -> Iterator[PostgresBackend]:
         """Reads that see one committed state of the database."""
-        db = self._conn()
-        with db.transaction():
+        with self.tx() as db:
             db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            yield self
+            yield db
 
     def lock_updates(self) -> None:
         """Hold the update advisory lock until this transaction ends (one starter at a time)."""
-        self._conn().execute("SELECT pg_advisory_xact_lock(%s)", (UPDATE_LOCK,))
+        self.execute("SELECT pg_advisory_xact_lock(?)", (UPDATE_LOCK,))
 
     @property
     def schema_version(self) -> int:
         """The database's schema step (table ``hubroute_schema``)."""
-        row = self._conn().execute("SELECT to_regclass('hubroute_schema') AS t").fetchone()
-        if row["t"] is None:
+        if self.execute("SELECT to_regclass('hubroute_schema') AS t").fetchone()["t"] is None:
             return 0
-        return int(self._conn().execute("SELECT version FROM hubroute_schema").fetchone()["version"])
+        return int(self.execute("SELECT version FROM hubroute_schema").fetchone()["version"])
+
+    def close(self) -> None:
+        """Close the pool's connections."""
+        self._pool.close()
 
     def _migrate(self) -> None:
-        db = self._conn()
-        with db.transaction():
-            db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+        with self.tx() as db:
+            db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATE_LOCK,))
             db.execute("CREATE TABLE IF NOT EXISTS hubroute_schema (version INTEGER NOT NULL)")
             row = db.execute("SELECT version FROM hubroute_schema").fetchone()
             if row is None:
@@ -346,7 +385,7 @@ class PostgresBackend:
                 for statement in POSTGRES_MIGRATIONS[step].split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.execute("UPDATE hubroute_schema SET version = %s", (step + 1,))
+                db.execute("UPDATE hubroute_schema SET version = ?", (step + 1,))
 
 
 def _to_pyformat(sql: str) -> str:

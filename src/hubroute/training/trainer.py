@@ -18,6 +18,7 @@ import torch
 from hubroute import progress
 from hubroute.continual.base import Strategy, TrainItem
 from hubroute.hub import Experience
+from hubroute.training import distributed
 from hubroute.training.batching import shuffled_batches
 from hubroute.training.config import TrainingConfig
 from hubroute.training.losses import RoutingLoss, default_loss
@@ -85,12 +86,18 @@ class Trainer:
         return given if given is not None else default_loss(self.config.loss, self.config.n_candidates)
 
     def batch_loss(
-        self, items: list[TrainItem], g: torch.Generator | None = None, *, with_strategy: bool = True
+        self,
+        items: list[TrainItem],
+        g: torch.Generator | None = None,
+        *,
+        with_strategy: bool = True,
+        norm: float | None = None,
     ) -> tuple[torch.Tensor, Batch]:
         """Weighted cross-entropy of one batch, and the :class:`Batch` it was computed on.
 
         With ``with_strategy`` the strategy's loss and item weights apply; without, the configured
-        loss and the items' own weights (EWC's Fisher information uses that).
+        loss and the items' own weights (EWC's Fisher information uses that). ``norm`` divides
+        the weighted sum instead of the batch's total weight (a shard of a larger batch).
         """
         router = self.router
         g = g or torch.Generator().manual_seed(router.seed)
@@ -104,7 +111,7 @@ class Trainer:
         active = torch.from_numpy(router.registry_.active_mask).to(router.device)
         z = router.embed(prompts, grad=True)
         out = self.loss_fn(with_strategy)(router, items, z, rows, active, g)
-        loss = (out.per_example * w).sum() / w.sum()
+        loss = (out.per_example * w).sum() / (w.sum() if norm is None else norm)
         return loss, Batch(prompts, rows, w, z, out.logits, out.candidates, active)
 
     def optimizer(self) -> torch.optim.Optimizer:
@@ -139,18 +146,38 @@ class Trainer:
             epochs.append(batches if batches is not None else self.default_batches(items, g))
         n_steps = sum(len(b) for b in epochs)
         active = torch.from_numpy(router.registry_.active_mask).to(router.device)
+        ddp = None
+        if distributed.world()[1] > 1:
+            params = [p for p in router.trainable_parameters().values() if p.requires_grad]
+            ddp = distributed.wrap(params, self._shard_loss)
         step = 0
         with progress.task(f"train {tag or 'items'}: {n_steps} steps", n_steps) as advance:
             for epoch, batches in enumerate(epochs):
                 losses = []
                 for idx in batches:
-                    losses.append(self._step([items[i] for i in idx], opt, base, g, active, step, n_steps))
+                    losses.append(self._step([items[i] for i in idx], opt, base, g, active, step, n_steps, ddp))
                     step += 1
                     advance(1)
                 router.history_.append(
                     {"experience": tag, "epoch": epoch, "loss": float(np.mean(losses)), "steps": len(losses)}
                 )
+        del ddp
         router.zero_grad()
+
+    def _shard_loss(self, items: list[TrainItem], g: torch.Generator) -> torch.Tensor:
+        """This rank's part of one batch's loss (penalty included), scaled so that the gradient
+        averaged over the ranks is the gradient of the whole batch's loss. A batch smaller than
+        the world is computed whole on every rank."""
+        size = distributed.world()[1]
+        if len(items) < size:
+            loss, batch = self.batch_loss(items, g)
+            scale = 1.0
+        else:
+            norm = sum(it.weight * self.strategy.weight_factor(it) for it in items)
+            loss, batch = self.batch_loss(items[distributed.shard(len(items))], g, norm=norm)
+            scale = float(size)
+        extra = self.strategy.penalty(self, batch)
+        return loss * scale if extra is None else loss * scale + extra
 
     def _step(
         self,
@@ -161,8 +188,10 @@ class Trainer:
         active: torch.Tensor,
         step: int,
         n_steps: int,
+        ddp: torch.nn.Module | None = None,
     ) -> float:
-        """One optimiser step on one batch; returns its loss (penalty included)."""
+        """One optimiser step on one batch; returns its loss (penalty included). With ``ddp``
+        (several processes) this rank computes its shard and the gradients are averaged."""
         router, strategy = self.router, self.strategy
         strategy.on_step(self, step, n_steps)
         scales = strategy.lr_scales(self)
@@ -171,13 +200,18 @@ class Trainer:
         scale = strategy.row_step_scale(self)
         scale = active.float() if scale is None else scale.to(router.device) * active
         before = router.table_.detach().clone() if bool((scale < 1).any()) else None
-        loss, batch = self.batch_loss(batch_items, g)
-        extra = strategy.penalty(self, batch)
-        total = loss if extra is None else loss + extra
+        if ddp is None:
+            loss, batch = self.batch_loss(batch_items, g)
+            extra = strategy.penalty(self, batch)
+            total = loss if extra is None else loss + extra
+        else:
+            total = ddp(batch_items, g)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
         if before is not None:
             with torch.no_grad():
                 router.table_.copy_(before + scale[:, None] * (router.table_ - before))
+        if ddp is not None:  # the whole batch's loss: the shards' scaled losses averaged
+            return distributed.all_sum(float(total.detach())) / distributed.world()[1]
         return float(total.detach())
