@@ -91,3 +91,60 @@ def test_route_output_from_the_cli(saved, small_stream, tmp_path):
         "nope.jsonl",
         "file not found",
     )
+
+
+def test_pieces_of_a_text_log_cover_every_line_once(tmp_path):
+    from hubroute.batch_ray import pieces, read_piece
+
+    lines = ["first", "", "  ", '{"prompt": "json prompt"}', "fourth\r", "last without newline"]
+    log = tmp_path / "log.txt"
+    log.write_bytes("\n".join(lines).encode())
+    for size in (1, 2, 4, 100):
+        got = [item for piece in pieces(log, size) for item in read_piece(log, piece)]
+        assert got == [(1, "first"), (4, "json prompt"), (5, "fourth"), (6, "last without newline")]
+    log.write_bytes(b"ok\n\xff bad\n")
+    with pytest.raises(DataError, match=r"log.txt:2: not UTF-8"):
+        [read_piece(log, p) for p in pieces(log, 1)]
+
+
+@pytest.mark.slow
+def test_ray_data_routes_a_log_into_the_same_file_as_one_process(saved, router, small_stream, tmp_path):
+    pytest.importorskip("ray.data", reason="Ray is installed by the ray extra")
+    from hubroute.batch_ray import route_file_ray
+
+    good = [x.prompt for x in small_stream[0].eval[:40]]
+    prompts = [*good[:10], "", *good[10:25], "x" * 5000, 7, *good[25:]]
+    _log(tmp_path / "log.jsonl", prompts)
+    pq.write_table(
+        pa.table({"prompt": [p if isinstance(p, str) else None for p in prompts]}),
+        tmp_path / "log.parquet",
+        row_group_size=5,
+    )
+    for name in ("log.jsonl", "log.parquet"):
+        local = route_file(router, tmp_path / name, tmp_path / f"{name}.local.parquet", k=3, batch_size=4)
+        spread = route_file_ray(
+            saved, tmp_path / name, tmp_path / f"{name}.ray.parquet", k=3, batch_size=4, workers=2, lines_per_task=7
+        )
+        assert (spread.routed, spread.rejected) == (local.routed, local.rejected) and local.rejected >= 3
+        a = pq.read_table(tmp_path / f"{name}.local.parquet").to_pylist()
+        b = pq.read_table(tmp_path / f"{name}.ray.parquet").to_pylist()
+        assert [{k: v for k, v in r.items() if k != "score"} for r in a] == [
+            {k: v for k, v in r.items() if k != "score"} for r in b
+        ]
+        assert [r["score"] for r in a] == pytest.approx([r["score"] for r in b], abs=1e-5)
+    _log(tmp_path / "bad.jsonl", good[:9]).open("a").write('{"text": "no prompt field"}\n')
+    proc = hubroute(
+        "route",
+        "--router",
+        str(saved),
+        "--input",
+        str(tmp_path / "bad.jsonl"),
+        "-o",
+        str(tmp_path / "bad.parquet"),
+        "--engine",
+        "ray",
+        "--workers",
+        "1",
+    )
+    one_line_error(proc, "bad.jsonl:10", "'prompt'")
+    assert not (tmp_path / "bad.parquet").exists()

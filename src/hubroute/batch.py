@@ -37,7 +37,8 @@ class BatchReport:
     problems: list[str] = field(default_factory=list)
 
 
-def _schema() -> Any:
+def schema() -> Any:
+    """The output file's columns."""
     import pyarrow as pa
 
     return pa.schema(
@@ -79,18 +80,28 @@ def read_prompt_log(path: Path, batch_size: int = 4096) -> Iterator[list[tuple[i
 
     chunk: list[tuple[int, Any]] = []
     for lineno, line in read_lines(path):
-        text: Any = line.strip()
-        if text.startswith("{"):
-            try:
-                text = json.loads(text)["prompt"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise DataError("a JSON line needs a 'prompt' field", path, lineno) from None
+        try:
+            text = parse_line(line)
+        except ValueError as e:
+            raise DataError(str(e), path, lineno) from None
         chunk.append((lineno, text))
         if len(chunk) >= batch_size:
             yield chunk
             chunk = []
     if chunk:
         yield chunk
+
+
+def parse_line(line: str) -> Any:
+    """The prompt of one non-blank line of a prompt log: the line itself, or the ``prompt`` field
+    of a JSON object (ValueError when it has none)."""
+    text: Any = line.strip()
+    if text.startswith("{"):
+        try:
+            text = json.loads(text)["prompt"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ValueError("a JSON line needs a 'prompt' field") from None
+    return text
 
 
 def _parquet() -> Any:
@@ -143,15 +154,15 @@ def route_file(
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     report = BatchReport(output)
-    schema = _schema()
+    columns = schema()
     try:
         with (
-            pq.ParquetWriter(tmp, schema) as writer,
+            pq.ParquetWriter(tmp, columns) as writer,
             progress.task(f"route {source.name}", count_prompts(source)) as advance,
         ):
             for batch in read_prompt_log(source, batch_size):
-                rows = _route_batch(router, batch, k, domain, constraints, report)
-                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+                rows = route_batch(router, batch, k, domain, constraints, report)
+                writer.write_table(pa.Table.from_pylist(rows, schema=columns))
                 advance(len(batch))
         os.replace(tmp, output)
     finally:
@@ -159,9 +170,11 @@ def route_file(
     return report
 
 
-def _route_batch(
+def route_batch(
     router: Any, batch: list[tuple[int, Any]], k: int, domain: str | None, constraints: Any, report: BatchReport
 ) -> list[dict[str, Any]]:
+    """The output rows of one batch of ``(line, prompt)``: ``k`` rows per routable prompt, one
+    ``error`` row per other prompt (counted in ``report``), in line order."""
     good, rows = [], []
     for line, prompt in batch:
         problem = prompt_problem(prompt)

@@ -122,6 +122,13 @@ def route(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Prompts per routing call with --output.")] = 256,
+    engine: Annotated[
+        str, typer.Option(help="With --output: local (this process) or ray (Ray Data workers; needs --router).")
+    ] = "local",
+    workers: Annotated[int, typer.Option(help="--engine ray: router workers (actors).")] = 2,
+    ray_address: Annotated[
+        str | None, typer.Option(help="--engine ray: join this Ray cluster (default: start a local one).")
+    ] = None,
 ) -> None:
     """Rank the models for prompts with a saved router; without `--router`, with a router built from a data folder
     (the prompt-centroid router when it has labelled prompts, else the zero-shot hybrid)."""
@@ -129,9 +136,14 @@ def route(
 
     if not 1 <= k <= MAX_K:
         raise HubrouteError(f"-k must lie between 1 and {MAX_K}, got {k}")
+    if engine not in ("local", "ray"):
+        raise HubrouteError(f"unknown engine {engine!r}: choose local or ray")
     if output is not None:
-        _route_to_file(prompt, input_file, output, k, batch_size, router_dir, data, encoder, domain, where)
+        ray = (workers, ray_address) if engine == "ray" else None
+        _route_to_file(prompt, input_file, output, k, batch_size, router_dir, data, encoder, domain, where, ray)
         return
+    if engine != "local":
+        raise HubrouteError("--engine ray routes a file: give --input FILE and --output OUT.parquet")
     prompts = read_prompts(prompt or [], input_file)
     if router_dir is not None and encoder != "default":
         raise HubrouteError("--encoder applies to the router built without --router; a saved router keeps its own")
@@ -179,8 +191,10 @@ def _route_to_file(
     encoder: str,
     domain: str | None,
     where: list[str] | None,
+    ray: tuple[int, str | None] | None = None,
 ) -> None:
-    """``route --input FILE --output OUT.parquet``: stream the file through the router."""
+    """``route --input FILE --output OUT.parquet``: stream the file through the router (``ray``:
+    workers and cluster address, to spread it over Ray instead)."""
     from hubroute.batch import route_file
     from hubroute.constraints import Constraints
     from hubroute.routers import load_router
@@ -193,12 +207,32 @@ def _route_to_file(
         raise HubrouteError(f"--batch-size must be at least 1, got {batch_size}")
     if not input_file.is_file():
         raise DataError("file not found", input_file)
+    if ray is not None and router_dir is None:
+        raise HubrouteError("--engine ray needs --router: its workers load a saved router")
     r = load_router(router_dir) if router_dir is not None else default_router(data, encoder)
     if domain is not None and domain not in set(r.registry_.domains()):
         raise HubrouteError(f"unknown domain {domain!r}")
     constraints = Constraints.parse(where or [])
     with progress_bars():
-        report = route_file(r, input_file, output, k=k, batch_size=batch_size, domain=domain, constraints=constraints)
+        if ray is None:
+            report = route_file(
+                r, input_file, output, k=k, batch_size=batch_size, domain=domain, constraints=constraints
+            )
+        else:
+            from hubroute.batch_ray import route_file_ray
+
+            del r  # the workers load their own
+            report = route_file_ray(
+                router_dir,
+                input_file,
+                output,
+                k=k,
+                batch_size=batch_size,
+                domain=domain,
+                where=where,
+                workers=ray[0],
+                address=ray[1],
+            )
     note(f"{report.routed} prompts routed to {output}" + (f", {report.rejected} rejected" if report.rejected else ""))
     for p in report.problems:
         note(f"  line {p}")

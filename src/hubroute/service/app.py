@@ -17,6 +17,8 @@ the OpenAPI schema (``/openapi.json``, ``/docs``).
 import asyncio
 import contextlib
 import math
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -203,12 +205,13 @@ def create_app(
     @app.get("/health/ready", tags=["health"], responses={503: errors[503]})
     def ready() -> JSONResponse:
         """Ready to route: a router is loaded, a probe route succeeds, and the service is not draining;
-        says which version and registry revision it serves."""
+        says which version and registry revision it serves, and which server answered (host:pid)."""
         problem = "draining" if svc.draining else svc.ready_error
         body_ = {
             "status": "ready" if problem is None else "not ready",
             "version": svc.version,
             "registry_revision": svc.revision,
+            "server": f"{socket.gethostname()}:{os.getpid()}",
         }
         if problem is not None:
             body_["reason"] = problem

@@ -4,8 +4,9 @@
 is a PostgreSQL database reached by URL, shared by replicas on any number of hosts. The store
 writes its SQL once, in the subset both speak (``?`` placeholders, ``INSERT … ON CONFLICT DO
 NOTHING``, ``RETURNING``, named result columns, ``{seq}`` for insertion order); a backend
-translates it, opens one connection per thread, runs write transactions and snapshots, and
-migrates its schema forward on open, one numbered step at a time.
+translates it, holds the connections (one per thread for SQLite, a pool for PostgreSQL), runs
+write transactions and snapshots, and migrates its schema forward on open, one numbered step at
+a time.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ SIGINT. Behind Ray's proxy every request comes from the proxy: rate limits apply
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import multiprocessing
 import os
 import signal
 import threading
@@ -130,7 +132,8 @@ def _deployment() -> Any:
 
 def prepare_state(state: Path, router_dir: Path | None, config: ServiceConfig) -> str:
     """Make sure ``state`` serves a version before replicas start (the first start imports
-    ``router_dir``); returns the serving version's name."""
+    ``router_dir``), with its inference graph exported and the store migrated, so the replicas,
+    starting together, only read; returns the serving version's name."""
     from hubroute.service.store import Store
     from hubroute.service.updater import store_location
     from hubroute.service.versions import Versions
@@ -140,8 +143,19 @@ def prepare_state(state: Path, router_dir: Path | None, config: ServiceConfig) -
         if router_dir is None:
             raise HubrouteError(f"{state} holds no router yet: start once with --router DIR")
         versions.promote(versions.import_dir(router_dir))
-    Store(store_location(state, config.store))  # created and migrated once, before the replicas
-    return str(versions.current)
+    version = str(versions.current)
+    spawn = multiprocessing.get_context("spawn")  # the router is loaded in a child: the driver stays small
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        pool.submit(_export, versions.path(version), config.inference, versions.inference_dir(version)).result()
+    Store(store_location(state, config.store))
+    return version
+
+
+def _export(router_dir: Path, inference: str, into: Path) -> None:
+    """Load a saved router and write its inference graph into ``into``."""
+    from hubroute.routers import load_router
+
+    load_router(router_dir).prepare_inference(inference, into)
 
 
 def run(
