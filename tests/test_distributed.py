@@ -31,23 +31,9 @@ def test_outside_torchrun_there_is_one_process_that_writes(monkeypatch):
         assert not joined and distributed.world() == (0, 1) and distributed.is_writer()
 
 
-def _train(out: Path, data: Path, strategy: str, nproc: int) -> subprocess.CompletedProcess:
-    args = [
-        "train",
-        "--out",
-        str(out),
-        "--router",
-        "carve",
-        "--strategy",
-        strategy,
-        "--data",
-        str(data),
-        "--param",
-        "training.epochs=2",
-        "--param",
-        "training.batch_size=16",
-        "--no-plots",
-    ]
+def _train(out: Path, data: Path, options: list[str], nproc: int) -> subprocess.CompletedProcess:
+    args = ["train", "--out", str(out), "--data", str(data), *options, "--param", "training.epochs=2"]
+    args += ["--param", "training.batch_size=16", "--no-plots"]
     launcher = [sys.executable, "-m", "hubroute.cli"]
     if nproc > 1:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "-m", "hubroute.cli"]
@@ -55,28 +41,43 @@ def _train(out: Path, data: Path, strategy: str, nproc: int) -> subprocess.Compl
     return subprocess.run([*launcher, *args], capture_output=True, text=True, timeout=900, env=env)
 
 
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    return {k: v.float() for k, v in load_file(path).items()} if path.is_file() else {}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ewc", "replay"])
-def test_two_torchrun_processes_train_the_artifact_one_process_trains(tmp_path, strategy):
+@pytest.mark.parametrize(
+    "options, same_weights",
+    [
+        # CARvE's own strategy (anchors, row masses): each rank draws its shard's hard negatives, so
+        # the weights agree within noise, not to the last digit
+        (["--router", "carve"], False),
+        (["--router", "carve", "--strategy", "ewc"], True),  # Fisher information
+        (["--router", "carve", "--strategy", "replay"], True),  # a replay buffer
+        (["--router", "embedding", "--param", "finetune=lora"], False),  # adapters (and dropout)
+    ],
+    ids=["carve", "ewc", "replay", "lora"],
+)
+def test_two_torchrun_processes_train_the_artifact_one_process_trains(tmp_path, options, same_weights):
     data = tmp_path / "synth"
     synth = ["data", "synth", "--out", str(data), "--models", "80", "--experiences", "2", "--train-per-model", "3"]
     made = subprocess.run([sys.executable, "-m", "hubroute.cli", *synth], capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr
     one, two = tmp_path / "one", tmp_path / "two"
     for out, nproc in ((one, 1), (two, 2)):
-        done = _train(out, data, strategy, nproc)
+        done = _train(out, data, options, nproc)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    a, b = load_file(one / "router" / "weights.safetensors"), load_file(two / "router" / "weights.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:  # the same weights, up to the order of floating-point sums
-        assert torch.allclose(a[k].float(), b[k].float(), atol=2e-4, rtol=1e-3), k
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())  # written once
+    assert sorted(p.name for p in (one / "router").iterdir()) == sorted(p.name for p in (two / "router").iterdir())
+    for name in ("weights.safetensors", "strategy.safetensors"):  # the weights and the strategy's state
+        a, b = _tensors(one / "router" / name), _tensors(two / "router" / name)
+        assert a.keys() == b.keys(), name
+        for k in a:  # the same up to the order of floating-point sums, or within noise
+            assert torch.allclose(a[k], b[k], atol=2e-4 if same_weights else 2e-2, rtol=1e-3), (name, k)
     ra = json.loads((one / "results.json").read_text())["accuracy"]
     rb = json.loads((two / "results.json").read_text())["accuracy"]
-    for lv in ra:  # top-1 and top-k accuracy after each experience, within 2 points
+    for lv in ra:  # top-1 and top-k accuracy after each experience, within 2 points (5 within noise)
         for k in ra[lv]:
             flat_a = [x for row in ra[lv][k] for x in row if x is not None]
             flat_b = [x for row in rb[lv][k] for x in row if x is not None]
-            assert flat_a == pytest.approx(flat_b, abs=2.0), (lv, k)
-    strategy_state = sorted(p.name for p in (one / "router").iterdir())
-    assert strategy_state == sorted(p.name for p in (two / "router").iterdir())  # buffer, Fisher, ... too
-    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())  # written once
+            assert flat_a == pytest.approx(flat_b, abs=2.0 if same_weights else 5.0), (lv, k)

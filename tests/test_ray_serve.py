@@ -69,6 +69,8 @@ def test_ray_serve_replicas_route_batch_and_agree_on_the_registry(tmp_path, stre
         with httpx.Client(base_url=url, timeout=60) as c:
             assert c.get("/health/ready").json()["version"] == "v0001"
             assert c.post("/v1/route", json={"prompts": [], "k": 1}).status_code == 422  # the plain server's checks
+            big = c.post("/v1/route", content=b" " * (2 << 20), headers={"Content-Type": "application/json"})
+            assert big.status_code == 413 and "limit" in big.json()["detail"]
 
             def top() -> str:
                 return c.post("/v1/route", json={"prompts": prompt, "k": 1}).json()["results"][0]["models"][0][
@@ -97,3 +99,16 @@ def test_ray_serve_replicas_route_batch_and_agree_on_the_registry(tmp_path, stre
         stop(proc)
     assert proc.returncode == 0, proc.log.read_text()[-3000:]
     assert json.loads((state / "CURRENT").read_text())["current"] == "v0001"
+
+
+def test_engine_flags_are_checked_before_anything_starts(tmp_path):
+    from test_cli import hubroute, one_line_error
+
+    state = tmp_path / "state"
+    one_line_error(hubroute("serve", "--state", str(state), "--engine", "spark"), "unknown engine 'spark'")
+    one_line_error(hubroute("serve", "--state", str(state), "--replicas", "2"), "need --engine ray")
+    one_line_error(
+        hubroute("serve", "--state", str(state), "--engine", "ray", "--host", "0.0.0.0", "--router", str(tmp_path)),
+        "refusing to listen on 0.0.0.0 without API keys",
+    )
+    assert not (state / "CURRENT").exists()  # nothing imported

@@ -49,6 +49,16 @@ MAX_UPDATE_ID = 2**63 - 1
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]", "testserver")
 
 
+def check_exposure(bind_host: str, keys_enabled: bool, cfg: ServiceConfig) -> None:
+    """Refuse (:class:`HubrouteError`) to listen beyond loopback without API keys, unless
+    ``allow_remote_without_keys``."""
+    if bind_host not in LOOPBACK and not keys_enabled and not cfg.allow_remote_without_keys:
+        raise HubrouteError(
+            f"refusing to listen on {bind_host} without API keys: create one with `hubroute keys create` "
+            "(or give --keys-file), or bind to 127.0.0.1"
+        )
+
+
 _UNION_MISMATCH = {"list_type", "model_type", "dict_type", "model_attributes_type", "string_type"}
 
 
@@ -106,12 +116,11 @@ def create_app(
     svc = Service(state_dir, router_dir, config)
     cfg = svc.config
     body = S.build(cfg)
-    if bind_host not in LOOPBACK and not svc.keys.enabled and not cfg.allow_remote_without_keys:
+    try:
+        check_exposure(bind_host, svc.keys.enabled, cfg)
+    except HubrouteError:
         svc.stop()
-        raise HubrouteError(
-            f"refusing to listen on {bind_host} without API keys: create one with `hubroute keys create` "
-            "(or give --keys-file), or bind to 127.0.0.1"
-        )
+        raise
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

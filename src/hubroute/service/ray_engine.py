@@ -74,7 +74,7 @@ def _deployment() -> Any:
     serve = require("ray.serve", "ray")
     httpx = require("httpx", "serve")
     from starlette.requests import Request
-    from starlette.responses import Response
+    from starlette.responses import JSONResponse, Response
 
     @serve.deployment(name="hubroute", max_ongoing_requests=256)
     class HubrouteReplica:
@@ -106,8 +106,19 @@ def _deployment() -> Any:
             return list(await asyncio.to_thread(self.svc._route_group, requests))
 
         async def __call__(self, request: Request) -> Response:
-            """Run one HTTP request through the service's application."""
-            body = await request.body()
+            """Run one HTTP request through the service's application (a body over
+            ``max_body_bytes`` is refused while it streams in, as the plain server does)."""
+            limit = self.svc.config.max_body_bytes
+            length = request.headers.get("content-length", "")
+            if length.isdigit() and int(length) > limit:
+                return JSONResponse({"detail": f"the body has {length} bytes; the limit is {limit}"}, 413)
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return JSONResponse({"detail": f"the body is larger than {limit} bytes"}, 413)
+                chunks.append(chunk)
+            body = b"".join(chunks)
             headers = [(k, v) for k, v in request.headers.items() if k.lower() != "content-length"]
             answer = await self.client.request(
                 request.method, request.url.path, params=request.query_params, headers=headers, content=body
@@ -130,24 +141,32 @@ def _deployment() -> Any:
     return HubrouteReplica
 
 
-def prepare_state(state: Path, router_dir: Path | None, config: ServiceConfig) -> str:
+def prepare_state(state: Path, router_dir: Path | None, config: ServiceConfig, host: str) -> str:
     """Make sure ``state`` serves a version before replicas start (the first start imports
     ``router_dir``), with its inference graph exported and the store migrated, so the replicas,
-    starting together, only read; returns the serving version's name."""
+    starting together, only read, and that ``host`` may be listened on (keys); returns the
+    serving version's name."""
+    from hubroute.service.app import check_exposure
+    from hubroute.service.auth import KeyRing
     from hubroute.service.store import Store
     from hubroute.service.updater import store_location
     from hubroute.service.versions import Versions
 
     versions = Versions(state)
+    if versions.current is None and router_dir is None:
+        raise HubrouteError(f"{state} holds no router yet: start once with --router DIR")
+    store = Store(store_location(state, config.store))
+    check_exposure(host, KeyRing(store, config.keys_file).enabled, config)
     if versions.current is None:
-        if router_dir is None:
-            raise HubrouteError(f"{state} holds no router yet: start once with --router DIR")
         versions.promote(versions.import_dir(router_dir))
     version = str(versions.current)
     spawn = multiprocessing.get_context("spawn")  # the router is loaded in a child: the driver stays small
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        pool.submit(_export, versions.path(version), config.inference, versions.inference_dir(version)).result()
-    Store(store_location(state, config.store))
+        job = pool.submit(_export, versions.path(version), config.inference, versions.inference_dir(version))
+        try:
+            job.result()
+        except Exception as e:
+            raise HubrouteError(f"cannot serve {version}: {' '.join(str(e).split())}") from None
     return version
 
 
@@ -178,7 +197,7 @@ def run(
     serve = require("ray.serve", "ray")
     if replicas < 1 or (max_replicas is not None and max_replicas < replicas):
         raise HubrouteError("need replicas >= 1 and max_replicas >= replicas")
-    version = prepare_state(state, router_dir, config)
+    version = prepare_state(state, router_dir, config, host)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine unless asked
     ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING")
     stop = threading.Event()
@@ -200,7 +219,11 @@ def run(
             .options(ray_actor_options={"num_cpus": 0}, **scaling)
             .bind(str(Path(state).resolve()), config.to_dict(), host, batch_wait_s)
         )
-        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+        try:
+            serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+        except Exception as e:  # a replica that cannot start: say why in one line
+            why = " ".join(str(e).split())[-500:]
+            raise HubrouteError(f"Ray Serve could not start the replicas: {type(e).__name__}: {why}") from None
         if on_ready is not None:
             on_ready(version)
         for sig in (signal.SIGTERM, signal.SIGINT):
