@@ -22,7 +22,6 @@ import itertools
 import json
 import random
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,62 +36,10 @@ from hubroute.service.store import Store
 from hubroute.service.versions import Versions
 from suite.common import Machine, command_line, header, load_stream, write
 from suite.servers import start, stop
+from suite.service_load import phase
 
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 FOLLOW_S = 0.5  # the servers' follow_s (the default)
-
-
-def phase(urls: list[str], prompts: list[str], *, clients: int, requests: int, batch: int) -> dict:
-    """``requests`` route POSTs of ``batch`` prompts, from ``clients`` threads, each request to the
-    next replica in turn."""
-    lat: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    counter = iter(range(requests))
-
-    def worker(seed: int) -> None:
-        rng = random.Random(seed)
-        clients_ = [httpx.Client(base_url=u, timeout=60) for u in urls]
-        try:
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
-                body = {"prompts": rng.sample(prompts, batch) if batch > 1 else rng.choice(prompts), "k": 5}
-                t0 = time.perf_counter()
-                try:
-                    r = clients_[i % len(urls)].post("/v1/route", json=body)
-                    ok, msg = r.status_code == 200, f"HTTP {r.status_code}"
-                except httpx.HTTPError as e:
-                    ok, msg = False, type(e).__name__
-                dt = time.perf_counter() - t0
-                with lock:
-                    lat.append(dt)
-                    if not ok:
-                        errors.append(msg)
-        finally:
-            for c in clients_:
-                c.close()
-
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    a = np.array(lat) * 1000
-    return {
-        "clients": clients,
-        "requests": requests,
-        "batch": batch,
-        "p50_ms": float(np.percentile(a, 50)),
-        "p99_ms": float(np.percentile(a, 99)),
-        "requests_per_s": requests / wall,
-        "prompts_per_s": requests * batch / wall,
-        "errors": len(errors),
-    }
 
 
 def until_every_server(c: httpx.Client, urls: list[str], n: int, check, timeout_s: float = 120.0) -> float:
@@ -213,16 +160,16 @@ def run_setting(
                 start_s.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
         c, b = int(cfg.get("clients", 8)), int(cfg.get("batch", 64))
-        phase(urls, prompts, clients=2, requests=20 * n, batch=1)  # warm-up
+        phase(urls, prompts, clients=2, requests=20 * n, batch=1, headers={})  # warm-up
         rounds = []
         for _ in range(int(cfg.get("rounds", 3))):
             rounds.append(
                 {
                     f"single prompt, {c} clients": phase(
-                        urls, prompts, clients=c, requests=int(cfg.get("requests", 800)), batch=1
+                        urls, prompts, clients=c, requests=int(cfg.get("requests", 800)), batch=1, headers={}
                     ),
                     f"{b}-prompt batches, {c} clients": phase(
-                        urls, prompts, clients=c, requests=int(cfg.get("batch_requests", 40)), batch=b
+                        urls, prompts, clients=c, requests=int(cfg.get("batch_requests", 40)), batch=b, headers={}
                     ),
                 }
             )

@@ -15,6 +15,7 @@ the card text) is served by a fresh `hubroute serve` process per runtime and set
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import tempfile
@@ -34,8 +35,10 @@ from suite.servers import start, stop
 KEY = "hr_bench0load_9f3c2e7a1b5d4c6e8f0a2b4c6d8e0f1a3b5c7d9e"
 
 
-def phase(url: str, prompts: list[str], *, clients: int, requests: int, batch: int, headers: dict) -> dict:
-    """``requests`` POSTs of ``batch`` prompts each, spread over ``clients`` threads."""
+def phase(url: str | list[str], prompts: list[str], *, clients: int, requests: int, batch: int, headers: dict) -> dict:
+    """``requests`` POSTs of ``batch`` prompts each, spread over ``clients`` threads (over several
+    servers ``url``: each request to the next one in turn)."""
+    urls = [url] if isinstance(url, str) else url
     lat: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -43,15 +46,17 @@ def phase(url: str, prompts: list[str], *, clients: int, requests: int, batch: i
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
-        with httpx.Client(base_url=url, timeout=60, headers=headers) as c:
+        with contextlib.ExitStack() as stack:
+            conns = [stack.enter_context(httpx.Client(base_url=u, timeout=60, headers=headers)) for u in urls]
             while True:
                 with lock:
-                    if next(counter, None) is None:
-                        return
+                    i = next(counter, None)
+                if i is None:
+                    return
                 body = {"prompts": rng.sample(prompts, batch) if batch > 1 else rng.choice(prompts), "k": 5}
                 t0 = time.perf_counter()
                 try:
-                    r = c.post("/v1/route", json=body)
+                    r = conns[i % len(conns)].post("/v1/route", json=body)
                     ok, msg = r.status_code == 200, f"HTTP {r.status_code}"
                 except httpx.HTTPError as e:
                     ok, msg = False, type(e).__name__

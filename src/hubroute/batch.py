@@ -60,16 +60,8 @@ def read_prompt_log(path: Path, batch_size: int = 4096) -> Iterator[list[tuple[i
     column; otherwise text, one prompt a line, or JSON lines with ``prompt``). A prompt that is
     not a string is passed on as it is (the router's caller rejects it); a JSON line without a
     ``prompt`` is an error at that line, as is a file that is not UTF-8."""
-    if path.suffix.lower() in (".parquet", ".pq"):
-        pq = _parquet()
-        try:
-            pf = pq.ParquetFile(path)
-        except FileNotFoundError:
-            raise DataError("file not found", path) from None
-        except Exception as e:
-            raise DataError(f"not a Parquet file ({e})", path) from None
-        if "prompt" not in pf.schema_arrow.names:
-            raise DataError(f"no 'prompt' column (columns: {', '.join(pf.schema_arrow.names)})", path)
+    if is_parquet(path):
+        pf = open_prompt_parquet(path)
         row = 0
         for rb in pf.iter_batches(batch_size=batch_size, columns=["prompt"]):
             values = rb.column(0).to_pylist()
@@ -90,6 +82,25 @@ def read_prompt_log(path: Path, batch_size: int = 4096) -> Iterator[list[tuple[i
             chunk = []
     if chunk:
         yield chunk
+
+
+def is_parquet(path: Path) -> bool:
+    """Whether a prompt log is read as Parquet (by its suffix)."""
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def open_prompt_parquet(path: Path) -> Any:
+    """``path`` as a ``pyarrow.parquet.ParquetFile`` with a ``prompt`` column (:class:`DataError`
+    when it is missing, not Parquet or has no such column)."""
+    try:
+        pf = _parquet().ParquetFile(path)
+    except FileNotFoundError:
+        raise DataError("file not found", path) from None
+    except Exception as e:
+        raise DataError(f"not a Parquet file ({e})", path) from None
+    if "prompt" not in pf.schema_arrow.names:
+        raise DataError(f"no 'prompt' column (columns: {', '.join(pf.schema_arrow.names)})", path)
+    return pf
 
 
 def parse_line(line: str) -> Any:
@@ -126,7 +137,7 @@ def prompt_problem(prompt: Any) -> str | None:
 
 def count_prompts(path: Path) -> int | None:
     """How many prompts ``path`` holds when that is cheap to know (Parquet metadata), else None."""
-    if path.suffix.lower() in (".parquet", ".pq"):
+    if is_parquet(path):
         try:
             return int(_parquet().ParquetFile(path).metadata.num_rows)
         except Exception:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hubroute import progress
-from hubroute.batch import BatchReport, parse_line, route_batch, schema
+from hubroute.batch import BatchReport, is_parquet, open_prompt_parquet, parse_line, route_batch, schema
 from hubroute.errors import DataError, HubrouteError
 from hubroute.extras import require
 
@@ -27,16 +27,8 @@ def pieces(path: Path, lines_per_task: int) -> Iterator[dict[str, int]]:
     """Where each task reads: ``{"group": i}`` per Parquet row group, or ``{"start", "stop",
     "line"}`` byte ranges of a text file holding ``lines_per_task`` lines (``line``: the number of
     the range's first line)."""
-    if path.suffix.lower() in (".parquet", ".pq"):
-        pq = require("pyarrow.parquet", "hub")
-        try:
-            pf = pq.ParquetFile(path)
-        except FileNotFoundError:
-            raise DataError("file not found", path) from None
-        except Exception as e:
-            raise DataError(f"not a Parquet file ({e})", path) from None
-        if "prompt" not in pf.schema_arrow.names:
-            raise DataError(f"no 'prompt' column (columns: {', '.join(pf.schema_arrow.names)})", path)
+    if is_parquet(path):
+        pf = open_prompt_parquet(path)
         first = 1
         for i in range(pf.num_row_groups):
             yield {"group": i, "start": 0, "stop": 0, "line": first}
