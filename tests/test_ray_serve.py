@@ -57,6 +57,8 @@ def test_ray_serve_replicas_route_batch_and_agree_on_the_registry(tmp_path, stre
         "ray",
         "--replicas",
         "2",
+        "--max-replicas",
+        "3",  # autoscaling bounds: at least the 2 replicas the checks below count on
         env={"RAY_USAGE_STATS_ENABLED": "0"},
     )
     card = {
@@ -84,6 +86,8 @@ def test_ray_serve_replicas_route_batch_and_agree_on_the_registry(tmp_path, stre
             while streak < 20:
                 assert time.time() < deadline, "a replica never routed the added model"
                 streak = streak + 1 if top() == card["model_id"] else 0
+            servers = {c.get("/health/ready").json()["server"] for _ in range(60)}
+            assert len(servers) >= 2, servers  # the proxy spreads requests over the replicas
         # concurrent single prompts are answered (grouped by @serve.batch inside each replica)
         prompts = [e.prompt for e in stream[0].eval[:32]]
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
