@@ -102,6 +102,9 @@ def test_pieces_of_a_text_log_cover_every_line_once(tmp_path):
     for size in (1, 2, 4, 100):
         got = [item for piece in pieces(log, size) for item in read_piece(log, piece)]
         assert got == [(1, "first"), (4, "json prompt"), (5, "fourth"), (6, "last without newline")]
+    log.write_bytes(b"\n\n")
+    assert list(pieces(log, 4)) == [{"group": -1, "start": 0, "stop": 2, "line": 1}]
+    assert read_piece(log, next(pieces(log, 4))) == []
     log.write_bytes(b"ok\n\xff bad\n")
     with pytest.raises(DataError, match=r"log.txt:2: not UTF-8"):
         [read_piece(log, p) for p in pieces(log, 1)]

@@ -160,6 +160,10 @@ def route_file_ray(
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     report = BatchReport(output)
+    if not plan:  # an empty log: an empty output, no cluster needed
+        pq.write_table(schema().empty_table(), tmp)
+        os.replace(tmp, output)
+        return report
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")  # the driver reports progress itself
     started = not ray.is_initialized()
