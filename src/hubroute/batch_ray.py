@@ -19,6 +19,7 @@ from typing import Any
 
 from hubroute import progress
 from hubroute.batch import BatchReport, is_parquet, open_prompt_parquet, parse_line, route_batch, schema
+from hubroute.data.lines import decode_line
 from hubroute.errors import DataError, HubrouteError
 from hubroute.extras import require
 
@@ -67,10 +68,7 @@ def read_piece(path: Path, piece: dict[str, int]) -> list[tuple[int, Any]]:
     out = []
     for i, raw in enumerate(lines):
         lineno = piece["line"] + i
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise DataError(f"not UTF-8 text (byte {e.start + 1} of the line)", path, lineno) from None
+        line = decode_line(raw, path, lineno)
         if not line.strip():
             continue
         try:

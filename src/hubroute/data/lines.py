@@ -20,12 +20,17 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise DataError("is a folder, not a file", path) from None
     with f:
         for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(f"not UTF-8 text (byte {e.start + 1} of the line)", path, lineno) from None
+            line = decode_line(raw, path, lineno)
             if line.strip():
                 yield lineno, line
+
+
+def decode_line(raw: bytes, path: Path, lineno: int) -> str:
+    """One line's bytes as text; :class:`DataError` at ``path:lineno`` when they are not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text (byte {e.start + 1} of the line)", path, lineno) from None
 
 
 def json_problem(e: json.JSONDecodeError) -> str:

@@ -169,7 +169,6 @@ UPDATE_LOCK = 0x6875_6272_0002
 class Backend(Protocol):
     """What :class:`hubroute.service.store.Store` needs of a database."""
 
-    name: str
     where: str  # the file or the URL without its password, for messages
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any: ...
@@ -191,8 +190,6 @@ class Backend(Protocol):
 class SQLiteBackend:
     """One SQLite file in WAL mode with ``synchronous=FULL`` (a row is on disk once its call
     returns); ``BEGIN IMMEDIATE`` makes every write transaction the only writer."""
-
-    name = "sqlite"
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -290,8 +287,6 @@ class PostgresBackend:
     a snapshot is REPEATABLE READ. The schema steps run in one transaction under an advisory
     lock, so replicas starting together migrate once."""
 
-    name = "postgresql"
-
     def __init__(self, url: str, pool_size: int = 8, timeout_s: float = 30.0):
         psycopg = require("psycopg", "postgresql")
         pool = require("psycopg_pool", "postgresql")
@@ -364,10 +359,6 @@ class PostgresBackend:
         if self.execute("SELECT to_regclass('hubroute_schema') AS t").fetchone()["t"] is None:
             return 0
         return int(self.execute("SELECT version FROM hubroute_schema").fetchone()["version"])
-
-    def close(self) -> None:
-        """Close the pool's connections."""
-        self._pool.close()
 
     def _migrate(self) -> None:
         with self.tx() as db:

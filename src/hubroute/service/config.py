@@ -85,7 +85,9 @@ class ServiceConfig:
             raise HubrouteError(f"follow_s must be >= 0, got {self.follow_s}")
         if self.rate_limit_per_s < 0 or self.request_timeout_s <= 0 or self.min_held_out < 0:
             raise HubrouteError("need rate_limit_per_s >= 0, request_timeout_s > 0 and min_held_out >= 0")
-        if self.store is not None and not self.store.startswith(("postgresql://", "postgres://")):
+        from hubroute.service.backends import is_url
+
+        if self.store is not None and not is_url(self.store):
             raise HubrouteError(
                 f"store must be a postgresql:// URL (the default store is <state>/hub.sqlite), got {self.store!r}"
             )

@@ -24,7 +24,7 @@ from typing import Any
 
 from hubroute.errors import HubrouteError
 from hubroute.hub import ModelCard, RoutingExample
-from hubroute.service.backends import Backend, is_url, open_backend
+from hubroute.service.backends import Backend, open_backend
 
 RUNNING = ("queued", "running")  # statuses of an update that has not ended
 STALE_S = 60.0  # an update whose worker has not stamped it for this long is taken for dead
@@ -44,7 +44,6 @@ class Store:
 
     def __init__(self, path: str | Path):
         self.backend = open_backend(path)
-        self.path = None if is_url(path) else Path(path)
 
     @property
     def schema_version(self) -> int:

@@ -103,16 +103,18 @@ class Trainer:
         g = g or torch.Generator().manual_seed(router.seed)
         prompts = [it.example.prompt for it in items]
         rows = torch.as_tensor(router.registry_.rows(it.example.model_id for it in items), device=router.device)
-        if with_strategy:
-            weights = [it.weight * self.strategy.weight_factor(it) for it in items]
-        else:
-            weights = [it.weight for it in items]
-        w = torch.tensor(weights, dtype=torch.float32, device=router.device)
+        w = torch.tensor(self.item_weights(items, with_strategy), dtype=torch.float32, device=router.device)
         active = torch.from_numpy(router.registry_.active_mask).to(router.device)
         z = router.embed(prompts, grad=True)
         out = self.loss_fn(with_strategy)(router, items, z, rows, active, g)
         loss = (out.per_example * w).sum() / (w.sum() if norm is None else norm)
         return loss, Batch(prompts, rows, w, z, out.logits, out.candidates, active)
+
+    def item_weights(self, items: list[TrainItem], with_strategy: bool = True) -> list[float]:
+        """Each item's loss weight: its own, times the strategy's factor ``with_strategy``."""
+        if with_strategy:
+            return [it.weight * self.strategy.weight_factor(it) for it in items]
+        return [it.weight for it in items]
 
     def optimizer(self) -> torch.optim.Optimizer:
         """AdamW over the projection (``proj``), the model table (``rows``) and the trainable
@@ -173,7 +175,7 @@ class Trainer:
             loss, batch = self.batch_loss(items, g)
             scale = 1.0
         else:
-            norm = sum(it.weight * self.strategy.weight_factor(it) for it in items)
+            norm = sum(self.item_weights(items))
             loss, batch = self.batch_loss(items[distributed.shard(len(items))], g, norm=norm)
             scale = float(size)
         extra = self.strategy.penalty(self, batch)
